@@ -1,0 +1,282 @@
+"""Tensor layout: views in and out of parameters, blocks, scopes and couplings.
+
+Every function here is a pure reshaping of tensors driven by static spec
+facts. Only view-like operations (``reshape``, ``unflatten``, ``unfold``,
+``narrow``, ``permute``) and, for strided views with gaps, a scatter with
+static indices are used, so all of them are safe under ``torch.compile``,
+``vmap`` and ``grad`` (``as_strided`` is not: it ignores vmap's batch dim).
+
+Shapes, in the notation used throughout the package:
+
+* view-shaped: ``view.shape``;
+* interleaved: ``(G0, b0, G1, b1, ...)`` for grid ``G`` and block ``b``;
+* blocks: ``(*grid_shape, numel_per_block)``;
+* scopes: ``(*scope_grid_shape, numblk_per_scope)``.
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from .specs import BlockSpec, ScopeSpec, View
+
+__all__ = [
+    "read_view",
+    "write_views",
+    "interleave",
+    "grid_to_interleaved",
+    "to_blocks",
+    "from_blocks",
+    "expand_grid",
+    "to_scopes",
+    "from_scopes",
+    "permute_grid",
+    "unpermute_grid",
+    "inverse_permutation",
+]
+
+Shape = Tuple[int, ...]
+
+
+def inverse_permutation(order: Sequence[int]) -> Shape:
+    """Pure: the permutation ``inv`` with ``inv[order[i]] == i``."""
+    inv = [0] * len(order)
+    for i, o in enumerate(order):
+        inv[o] = i
+    return tuple(inv)
+
+
+# ---------------------------------------------------------------------------
+# views of parameters
+# ---------------------------------------------------------------------------
+
+
+def read_view(param: Tensor, view: View) -> Tensor:
+    """Pure: the elements of ``view`` as a tensor of shape ``view.shape``.
+
+    The result is a view of ``param`` when ``param`` is contiguous (no copy).
+    Dimensions are peeled off largest-stride first: a dense step is an
+    ``unflatten``, a step with gaps is an ``unfold``.
+    """
+    if view.is_whole:
+        return param
+    geo = view.geometry
+    t = param.reshape(-1)
+    if view.offset != 0 or geo.extent != t.shape[-1]:
+        t = t.narrow(-1, view.offset, geo.extent)
+    for j, d in enumerate(geo.order):
+        inner = geo.windows[j + 1]
+        n, step = view.shape[d], view.stride[d]
+        if step == inner:
+            t = t.unflatten(-1, (n, inner))
+        else:
+            t = t.unfold(-1, inner, step)
+    t = t.squeeze(-1)  # the innermost window has length 1
+    # t's dims follow geo.order; put them back in view order, then add unit dims.
+    t = t.permute(_rank(geo.order))
+    return t.reshape(view.shape)
+
+
+def _rank(order: Sequence[int]) -> Shape:
+    """Pure: position of each of ``order``'s dims among them, by dim index."""
+    by_dim = sorted(range(len(order)), key=lambda i: order[i])
+    return tuple(by_dim)
+
+
+def _memory_flat(values: Tensor, view: View) -> Tensor:
+    """Pure: view-shaped ``values`` flattened in the parameter's element order."""
+    geo = view.geometry
+    unit = [d for d in range(view.ndim) if d not in geo.order]
+    return values.permute(tuple(geo.order) + tuple(unit)).reshape(-1)
+
+
+def _flat_positions(view: View, device: torch.device) -> Tensor:
+    """Pure: flat parameter index of every view element, in view order."""
+    pos = torch.full((), view.offset, dtype=torch.long, device=device)
+    for d, (n, s) in enumerate(zip(view.shape, view.stride)):
+        if n == 1:
+            continue
+        shape = [1] * view.ndim
+        shape[d] = n
+        pos = pos + (torch.arange(n, device=device) * s).reshape(shape)
+    return pos.expand(view.shape).reshape(-1)
+
+
+def write_views(param: Tensor, views: Sequence[View], values: Sequence[Tensor]) -> Tensor:
+    """Pure: a new tensor equal to ``param`` with each view replaced by its values.
+
+    Args:
+        param: The original parameter (never modified).
+        views: Disjoint views of ``param``.
+        values: One view-shaped tensor per view.
+
+    Returns:
+        A tensor of ``param``'s shape. Elements outside every view are copied
+        from ``param``. Dense views are assembled with ``cat``; views with gaps
+        use a scatter with static indices.
+    """
+    if len(views) == 1 and views[0].is_whole:
+        return values[0]
+    shape = tuple(param.shape)
+    if all(v.geometry.dense for v in views):
+        numel = views[0].param_numel()
+        flat = None
+        pieces: List[Tensor] = []
+        cursor = 0
+        for v, x in sorted(zip(views, values), key=lambda vx: vx[0].offset):
+            if v.offset > cursor:
+                flat = param.reshape(-1) if flat is None else flat
+                pieces.append(flat[cursor : v.offset])
+            pieces.append(_memory_flat(x, v))
+            cursor = v.offset + v.numel()
+        if cursor < numel:
+            flat = param.reshape(-1) if flat is None else flat
+            pieces.append(flat[cursor:])
+        out = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        return out.reshape(shape)
+    out = param.reshape(-1)
+    for v, x in zip(views, values):
+        out = out.index_put((_flat_positions(v, param.device),), x.reshape(-1))
+    return out.reshape(shape)
+
+
+# ---------------------------------------------------------------------------
+# blocks
+# ---------------------------------------------------------------------------
+
+
+def interleave(x: Tensor, block_shape: Shape) -> Tensor:
+    """Pure: view-shaped ``x`` as ``(G0, b0, G1, b1, ...)``."""
+    split: List[int] = []
+    for s, b in zip(x.shape[x.ndim - len(block_shape) :], block_shape):
+        split += [s // b, b]
+    return x.reshape(tuple(x.shape[: x.ndim - len(block_shape)]) + tuple(split))
+
+
+def grid_to_interleaved(g: Tensor, ndim: int) -> Tensor:
+    """Pure: grid-shaped ``g`` as ``(G0, 1, G1, 1, ...)``, to broadcast over blocks."""
+    lead = tuple(g.shape[: g.ndim - ndim])
+    shape: List[int] = []
+    for s in g.shape[g.ndim - ndim :]:
+        shape += [s, 1]
+    return g.reshape(lead + tuple(shape))
+
+
+def odd_dims(ndim: int) -> Shape:
+    """Pure: the block dims ``(-2n+1, ..., -1)`` of an interleaved tensor, as negatives."""
+    return tuple(range(-2 * ndim + 1, 0, 2))
+
+
+def to_blocks(x: Tensor, block_shape: Shape) -> Tensor:
+    """Pure: view-shaped ``x`` as ``(*grid_shape, numel_per_block)``.
+
+    Elements of a block are in row-major order of the block.
+    """
+    n = len(block_shape)
+    lead = x.ndim - n
+    t = interleave(x, block_shape)
+    perm = tuple(range(lead)) + tuple(lead + 2 * i for i in range(n)) + tuple(lead + 2 * i + 1 for i in range(n))
+    t = t.permute(perm)
+    grid = tuple(t.shape[lead : lead + n])
+    return t.reshape(tuple(x.shape[:lead]) + grid + (-1,))
+
+
+def from_blocks(b: Tensor, block_shape: Shape) -> Tensor:
+    """Pure: inverse of :func:`to_blocks`; returns a view-shaped tensor."""
+    n = len(block_shape)
+    lead = b.ndim - 1 - n
+    grid = tuple(b.shape[lead : lead + n])
+    t = b.reshape(tuple(b.shape[:lead]) + grid + tuple(block_shape))
+    perm = list(range(lead))
+    for i in range(n):
+        perm += [lead + i, lead + n + i]
+    t = t.permute(tuple(perm))
+    return t.reshape(tuple(b.shape[:lead]) + tuple(g * s for g, s in zip(grid, block_shape)))
+
+
+def expand_grid(g: Tensor, block_shape: Shape) -> Tensor:
+    """Pure: grid-shaped ``g`` repeated over each block, giving a view-shaped tensor."""
+    n = len(block_shape)
+    t = grid_to_interleaved(g, n)
+    lead = tuple(g.shape[: g.ndim - n])
+    inter: List[int] = []
+    for s, b in zip(g.shape[g.ndim - n :], block_shape):
+        inter += [s, b]
+    t = t.expand(lead + tuple(inter))
+    return t.reshape(lead + tuple(s * b for s, b in zip(g.shape[g.ndim - n :], block_shape)))
+
+
+# ---------------------------------------------------------------------------
+# scopes and coupling alignment
+# ---------------------------------------------------------------------------
+
+
+def to_scopes(t: Tensor, scope_shape: Shape) -> Tensor:
+    """Pure: block-grid-shaped ``t`` as ``(*scope_grid, numblk_per_scope)``.
+
+    Blocks of a scope are in row-major order of the scope (the scope's
+    flattened order, which breaks ties).
+    """
+    return to_blocks(t, scope_shape)
+
+
+def from_scopes(t: Tensor, scope_shape: Shape) -> Tensor:
+    """Pure: inverse of :func:`to_scopes`; returns a block-grid-shaped tensor."""
+    return from_blocks(t, scope_shape)
+
+
+def permute_grid(t: Tensor, order: Shape, trailing: int = 0) -> Tensor:
+    """Pure: permute the grid dims of ``t`` by ``order``, keeping ``trailing`` dims last.
+
+    Leading (batch) dims before the grid are kept in place.
+    """
+    n = len(order)
+    lead = t.ndim - n - trailing
+    perm = tuple(range(lead)) + tuple(lead + o for o in order) + tuple(range(lead + n, t.ndim))
+    return t.permute(perm)
+
+
+def unpermute_grid(t: Tensor, order: Shape, trailing: int = 0) -> Tensor:
+    """Pure: inverse of :func:`permute_grid`."""
+    return permute_grid(t, inverse_permutation(order), trailing)
+
+
+# ---------------------------------------------------------------------------
+# from scope / coupled layouts back to each view's block grid
+# ---------------------------------------------------------------------------
+
+
+def block_to_view_grids(block: object, t: Tensor) -> List[Tensor]:
+    """Pure: split a coupled-grid tensor into one grid tensor per coupled spec.
+
+    Args:
+        block: A BlockSpec or BlockCoupling.
+        t: ``(*lead, *block.grid_shape)``.
+
+    Returns:
+        One ``(*lead, *spec.grid_shape)`` tensor per ``block.views()`` entry.
+    """
+    if isinstance(block, BlockSpec):
+        return [t]
+    return [unpermute_grid(t, o) for o in block.orders]  # type: ignore[attr-defined]
+
+
+def scope_to_view_grids(scope: object, t: Tensor) -> List[Tensor]:
+    """Pure: scope-layout ``(*lead, *scope.grid_shape, numblk_per_scope)`` to per-view grids.
+
+    Inverse of the regrouping done by :func:`~sparsekit_fx.stats.scores_of`:
+    returns one ``(*lead, *spec.grid_shape)`` tensor per ``scope.views()`` entry.
+    """
+    if isinstance(scope, ScopeSpec):
+        return block_to_view_grids(scope.block, from_scopes(t, scope.shape))
+    out: List[Tensor] = []
+    start = 0
+    for s, o in zip(scope.scopes, scope.orders):  # type: ignore[attr-defined]
+        n = s.numblk_per_scope()
+        part = unpermute_grid(t[..., start : start + n], o, trailing=1)
+        out += scope_to_view_grids(s, part)
+        start += n
+    return out

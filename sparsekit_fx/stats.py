@@ -1,0 +1,250 @@
+"""Block statistics: norms, min, max and custom reductions, per (coupled) block.
+
+Public functions take ``params`` (and optional ``values``) mappings and a
+spec. The ``*_of`` helpers take the view tensors directly (one per
+``spec.views()``, in order, possibly with leading batch dims) and are what
+the ops and the batched tree engine build on.
+
+A coupled block is the union of the corresponding blocks of every coupled
+spec, so its p-norm is the p-norm of the per-spec p-norms, its min the min of
+the mins, and so on; no concatenated copy is made except for
+:func:`block_reduce`, whose function needs the elements themselves.
+Half-precision inputs accumulate norms in float32 (float64 stays float64).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .errors import ArgumentError, SpecError, describe
+from .inputs import acc_dtype, view_sources
+from .layout import interleave, odd_dims, permute_grid, read_view, to_blocks, to_scopes
+from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
+
+__all__ = [
+    "block_norms",
+    "block_min",
+    "block_max",
+    "block_reduce",
+    "scope_scores",
+    "check_p",
+    "norms_of",
+    "minmax_of",
+    "blocks_of",
+    "scores_of",
+    "read_views",
+]
+
+
+def check_p(p: Any, where: str) -> float:
+    """Pure: validate a norm order: ``0``, ``inf``, ``-inf`` or a positive number."""
+    ok = isinstance(p, numbers.Real) and not isinstance(p, bool)
+    if ok:
+        p = float(p)
+        ok = p == 0 or p > 0 or p == -math.inf
+    if not ok:
+        raise ArgumentError(
+            describe(where, "p", "0, a positive number, math.inf or -math.inf", repr(p),
+                     "use p=2 for the Euclidean norm, p=1 for L1, p=math.inf for max-abs.")
+        )
+    return p
+
+
+def _block_of(spec: Any, where: str) -> Any:
+    if isinstance(spec, ScopeSpec):
+        return spec.block
+    if isinstance(spec, (BlockSpec, BlockCoupling)):
+        return spec
+    raise SpecError(
+        describe(where, "spec", "a BlockSpec, BlockCoupling or ScopeSpec", type(spec).__name__,
+                 "pass the block layout (for a ScopeCoupling use scope_scores).")
+    )
+
+
+def read_views(params: Any, spec: Any, where: str, values: Optional[Any] = None) -> List[Tensor]:
+    """Pure: the view-shaped tensors of ``spec.views()``, validated, from values or params."""
+    views = spec.views()
+    sources = view_sources(params, views, where, values=values)
+    return [read_view(t, v) for t, v in zip(sources, views)]
+
+
+# ---------------------------------------------------------------------------
+# tensor-level helpers (view tensors in, grid tensors out)
+# ---------------------------------------------------------------------------
+
+
+def _reduce_spec(x: Tensor, spec: BlockSpec, how: Callable[[Tensor, Any], Tensor]) -> Tensor:
+    """Reduce each block of view-shaped ``x`` (leading batch dims allowed)."""
+    if spec.ndim == 0:
+        return how(x.unsqueeze(-1), (-1,))
+    return how(interleave(x, spec.shape), odd_dims(spec.ndim))
+
+
+def _spec_norms(x: Tensor, spec: BlockSpec, p: float) -> Tensor:
+    dt = acc_dtype(x.dtype)
+    return _reduce_spec(x, spec, lambda t, dims: torch.linalg.vector_norm(t, ord=p, dim=dims, dtype=dt))
+
+
+def norms_of(block: Any, xs: Sequence[Tensor], p: float = 2.0) -> Tensor:
+    """Pure: per-block p-norms from view tensors; shape ``(*lead, *block.grid_shape)``."""
+    if isinstance(block, BlockSpec):
+        return _spec_norms(xs[0], block, p)
+    parts = [
+        permute_grid(_spec_norms(x, s, p), o) for x, s, o in zip(xs, block.specs, block.orders)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    stacked = torch.stack(parts, dim=-1)
+    if p == 0:
+        return stacked.sum(-1)
+    return torch.linalg.vector_norm(stacked, ord=p, dim=-1)
+
+
+def minmax_of(block: Any, xs: Sequence[Tensor], largest: bool) -> Tensor:
+    """Pure: per-block min (or max) of the values from view tensors."""
+    red = torch.amax if largest else torch.amin
+
+    def one(x: Tensor, s: BlockSpec) -> Tensor:
+        return _reduce_spec(x, s, lambda t, dims: red(t, dim=dims))
+
+    if isinstance(block, BlockSpec):
+        return one(xs[0], block)
+    parts = [permute_grid(one(x, s), o) for x, s, o in zip(xs, block.specs, block.orders)]
+    if len(parts) == 1:
+        return parts[0]
+    return red(torch.stack(parts, dim=-1), dim=-1)
+
+
+def blocks_of(block: Any, xs: Sequence[Tensor]) -> Tensor:
+    """Pure: the elements of every (coupled) block, ``(*grid_shape, numel_per_block)``.
+
+    For a coupling the specs' elements are concatenated in spec order.
+    """
+    if isinstance(block, BlockSpec):
+        return to_blocks(xs[0], block.shape)
+    parts = [
+        permute_grid(to_blocks(x, s.shape), o, trailing=1)
+        for x, s, o in zip(xs, block.specs, block.orders)
+    ]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
+def scores_of(scope: Any, xs: Sequence[Tensor], p: float = 2.0) -> Tensor:
+    """Pure: block norms in scope layout, ``(*lead, *scope.grid_shape, numblk_per_scope)``.
+
+    For a ScopeCoupling the blocks of each coupled ScopeSpec follow one another
+    in the order the scopes are listed.
+    """
+    if isinstance(scope, ScopeSpec):
+        return to_scopes(norms_of(scope.block, xs, p), scope.shape)
+    parts = []
+    i = 0
+    for s, o in zip(scope.scopes, scope.orders):
+        k = len(s.views())
+        parts.append(permute_grid(scores_of(s, xs[i : i + k], p), o, trailing=1))
+        i += k
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
+# ---------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------
+
+
+def block_norms(params: Any, block: Any, *, p: float = 2, values: Optional[Any] = None) -> Tensor:
+    """Pure: the p-norm of every (coupled) block.
+
+    Args:
+        params: Mapping of parameter name to tensor.
+        block: A BlockSpec, BlockCoupling, or ScopeSpec (its blocks are used).
+        p: Norm order: a positive number, ``0`` (count of non-zeros),
+            ``math.inf`` or ``-math.inf``.
+        values: Optional mapping keyed like ``params`` whose tensors are
+            scored instead of the parameters (e.g. gradients or saliencies).
+
+    Returns:
+        A tensor of shape ``block.grid_shape``; float32 for half inputs.
+
+    Raises:
+        SparseKitError: A parameter is missing or mis-shaped, or ``p`` is invalid.
+    """
+    where = "block_norms"
+    block = _block_of(block, where)
+    p = check_p(p, where)
+    return norms_of(block, read_views(params, block, where, values), p)
+
+
+def block_min(params: Any, block: Any, *, values: Optional[Any] = None) -> Tensor:
+    """Pure: the smallest element of every (coupled) block, shape ``grid_shape``.
+
+    Args and errors as in :func:`block_norms` (without ``p``).
+    """
+    where = "block_min"
+    block = _block_of(block, where)
+    return minmax_of(block, read_views(params, block, where, values), largest=False)
+
+
+def block_max(params: Any, block: Any, *, values: Optional[Any] = None) -> Tensor:
+    """Pure: the largest element of every (coupled) block, shape ``grid_shape``.
+
+    Args and errors as in :func:`block_norms` (without ``p``).
+    """
+    where = "block_max"
+    block = _block_of(block, where)
+    return minmax_of(block, read_views(params, block, where, values), largest=True)
+
+
+def block_reduce(
+    params: Any, block: Any, fn: Callable[[Tensor], Tensor], *, values: Optional[Any] = None
+) -> Tensor:
+    """Pure: apply a custom reduction to the elements of every (coupled) block.
+
+    Args:
+        params: Mapping of parameter name to tensor.
+        block: A BlockSpec, BlockCoupling, or ScopeSpec.
+        fn: Called once with a tensor of shape ``(*grid_shape, numel_per_block)``
+            (coupled specs' elements concatenated in spec order); must reduce
+            the last dim and return ``grid_shape``, e.g. ``lambda b: b.abs().sum(-1)``.
+        values: Optional mapping keyed like ``params`` to reduce instead.
+
+    Returns:
+        ``fn``'s result, checked to have shape ``grid_shape``.
+    """
+    where = "block_reduce"
+    block = _block_of(block, where)
+    out = fn(blocks_of(block, read_views(params, block, where, values)))
+    if not isinstance(out, Tensor) or tuple(out.shape) != tuple(block.grid_shape):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ArgumentError(
+            describe(where, "fn", f"a function returning shape {block.grid_shape}", got,
+                     "reduce the last dim only, e.g. lambda b: b.abs().amax(-1).")
+        )
+    return out
+
+
+def scope_scores(params: Any, scope: Any, *, p: float = 2, values: Optional[Any] = None) -> Tensor:
+    """Pure: block p-norms arranged by scope.
+
+    Args:
+        params: Mapping of parameter name to tensor.
+        scope: A ScopeSpec or ScopeCoupling.
+        p: Norm order, as in :func:`block_norms`.
+        values: Optional mapping keyed like ``params`` to score instead.
+
+    Returns:
+        ``(*scope.grid_shape, scope.numblk_per_scope())``: entry ``[..., j]`` is
+        the score of the j-th block of the scope in its flattened order.
+    """
+    where = "scope_scores"
+    if not isinstance(scope, (ScopeSpec, ScopeCoupling)):
+        raise SpecError(
+            describe(where, "scope", "a ScopeSpec or ScopeCoupling", type(scope).__name__,
+                     "wrap blocks in a scope: ScopeSpec(block, shape).")
+        )
+    p = check_p(p, where)
+    return scores_of(scope, read_views(params, scope, where, values), p)
