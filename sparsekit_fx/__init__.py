@@ -7,6 +7,8 @@ parameter name to tensor; :func:`write_through_` copies results back into a
 model. This module only re-exports the public API.
 """
 
+from .compile import compile_step
+from .engine import batching
 from .errors import (
     ArgumentError,
     CouplingError,
@@ -49,6 +51,9 @@ __all__ = [
     "apply_masks",
     # write-back
     "write_through_",
+    # compiled steps
+    "compile_step",
+    "batching",
     # errors
     "SparseKitError",
     "SpecError",
