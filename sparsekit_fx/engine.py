@@ -13,19 +13,10 @@ tensor per spec, e.g. block masks in scope layout).
 
 :func:`run` applies a kernel to a spec tree level by level (see
 :mod:`sparsekit_fx.tree`). Within a level, specs with the same layout
-signature (equal up to parameter names) form a group, which is *batched*:
-
-* ``"region"``: under ``torch.compile`` and outside functorch transforms, each
-  spec of the group calls the kernel through one
-  ``torch.compiler.nested_compile_region``, so Inductor compiles the kernel
-  once per layout and calls it per parameter, with no copies;
-* ``"stack"``: elsewhere (eager, or inside ``torch.func.grad``, where nested
-  regions are not supported), the group's tensors are stacked and the kernel
-  runs once under ``vmap``;
-* ``"off"``: one plain kernel call per spec.
-
-The default, ``"auto"``, picks ``"region"`` when it can and ``"stack"``
-otherwise. :func:`batching` switches modes (for debugging or measuring).
+signature are stacked and processed by one ``vmap``-ed call, so a compiled
+step emits one fused kernel chain per *layout* instead of one per parameter.
+Batching can be switched off with :func:`batching` (for debugging or
+measuring).
 """
 
 from __future__ import annotations
@@ -36,60 +27,34 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .errors import ArgumentError, describe
 from .inputs import view_sources
 from .layout import read_view, write_views
 from .tree import groups, levels
 
-__all__ = ["run", "batching", "batching_mode", "by_param"]
+__all__ = ["run", "batching", "batching_enabled", "by_param"]
 
 Kernel = Callable[..., Dict[str, Any]]
 
-_MODES = ("auto", "region", "stack", "off")
-_BATCH = ["auto"]
+_BATCH = [True]
 
 
-def batching_mode() -> str:
-    """Pure: the current batching mode (``"auto"``, ``"region"``, ``"stack"`` or ``"off"``)."""
+def batching_enabled() -> bool:
+    """Pure: whether same-layout specs are batched with vmap."""
     return _BATCH[0]
 
 
 @contextlib.contextmanager
-def batching(mode: Any = True) -> Iterator[None]:
-    """Mutates global state: choose how same-layout specs are batched within the block.
+def batching(enabled: bool) -> Iterator[None]:
+    """Mutates global state: enable or disable batching of same-layout specs within the block.
 
-    Args:
-        mode: ``True``/``"auto"`` (default behaviour), ``False``/``"off"``,
-            ``"region"`` or ``"stack"`` (see the module docstring).
-            Compiled functions read the mode at trace time; changing it
-            recompiles them.
+    Compiled functions read this at trace time; changing it recompiles them.
     """
-    mode = {True: "auto", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
-    if mode not in _MODES:
-        raise ArgumentError(describe("batching", "mode", f"True, False or one of {_MODES}", repr(mode),
-                                     "use skf.batching(False) to process specs one by one."))
     old = _BATCH[0]
-    _BATCH[0] = mode
+    _BATCH[0] = bool(enabled)
     try:
         yield
     finally:
         _BATCH[0] = old
-
-
-def _regions_available() -> bool:
-    """Nested compile regions work here: compiling, and no functorch transform active."""
-    return (
-        hasattr(torch.compiler, "nested_compile_region")
-        and torch.compiler.is_compiling()
-        and torch._C._functorch.peek_interpreter_stack() is None
-    )
-
-
-def _plain(kernel: Kernel, spec: Any, want: frozenset, xs: Any, aux: Any, hyper: Any) -> Dict[str, Any]:
-    return kernel(spec, xs, aux, hyper, want)
-
-
-_region = torch.compiler.nested_compile_region(_plain) if hasattr(torch.compiler, "nested_compile_region") else _plain
 
 
 def by_param(views: Sequence[Any], items: Sequence[Any]) -> List[Any]:
@@ -113,14 +78,9 @@ def _stack_hyper(values: List[Any]) -> Any:
 
 def _call_group(kernel: Kernel, specs: Sequence[Any], xs: List[List[Tensor]], aux: List[Dict[str, List[Tensor]]],
                 hyper: List[Dict[str, Tensor]], want: frozenset) -> List[Dict[str, Any]]:
-    mode = _BATCH[0]
-    if mode == "auto":
-        mode = "region" if _regions_available() else "stack"
-    if len(specs) == 1 or mode == "off" or (mode == "region" and not _regions_available()):
+    if len(specs) == 1 or not _BATCH[0]:
         return [kernel(s, x, a, h, want) for s, x, a, h in zip(specs, xs, aux, hyper)]
-    rep = specs[0]  # kernels only use the layout, which the group shares
-    if mode == "region":
-        return [_region(kernel, rep, want, x, a, h) for x, a, h in zip(xs, aux, hyper)]
+    rep = specs[0]
     sx = [torch.stack(col) for col in zip(*xs)]
     sa = {k: [torch.stack(col) for col in zip(*[a[k] for a in aux])] for k in aux[0]}
     sh: Dict[str, Tensor] = {}
@@ -128,7 +88,10 @@ def _call_group(kernel: Kernel, specs: Sequence[Any], xs: List[List[Tensor]], au
     for k in hyper[0]:
         sh[k], dims[k] = _stack_hyper([h[k] for h in hyper])
     out = torch.func.vmap(lambda x, a, h: kernel(rep, x, a, h, want), in_dims=(0, 0, dims))(sx, sa, sh)
-    return [torch.utils._pytree.tree_map(lambda t: t[i], out) for i in range(len(specs))]
+    results: List[Dict[str, Any]] = []
+    for i in range(len(specs)):
+        results.append(torch.utils._pytree.tree_map(lambda t: t[i], out))
+    return results
 
 
 def run(

@@ -41,7 +41,7 @@ def test_tree_equals_sequential_application_with_and_without_batching():
     seq = dict(params)
     for s, k in zip(tree, nnz):
         seq = skf.hard_threshold(seq, s, nnz=k)
-    for flag in (True, "stack", False):
+    for flag in (True, False):
         with batching(flag):
             out = skf.hard_threshold(params, tree, nnz=nnz)
             m = skf.masks(params, tree, nnz=nnz)
@@ -81,19 +81,3 @@ def test_empty_tree_and_non_spec_leaves_are_refused():
         skf.hard_threshold({}, (), nnz=1)
     with pytest.raises(skf.SpecError):
         skf.hard_threshold({}, ("w",), nnz=1)
-
-
-@pytest.mark.parametrize("mode", ["region", "stack", "off"])
-def test_compiled_tree_equals_eager_in_every_batching_mode(mode):
-    params, tree = transformer_tree(layers=2)
-    nnz = tuple([8] * 2 + [2] * 12)
-    ref = skf.hard_threshold(params, tree, nnz=nnz)
-    with batching(mode):
-        out = torch.compile(lambda p: skf.hard_threshold(p, tree, nnz=nnz), fullgraph=True)(params)
-    assert all(torch.equal(out[k], ref[k]) for k in params)
-
-
-def test_batching_mode_is_validated():
-    with pytest.raises(skf.ArgumentError):
-        with batching("sometimes"):
-            pass
