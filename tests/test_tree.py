@@ -81,3 +81,13 @@ def test_empty_tree_and_non_spec_leaves_are_refused():
         skf.hard_threshold({}, (), nnz=1)
     with pytest.raises(skf.SpecError):
         skf.hard_threshold({}, ("w",), nnz=1)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_compiled_tree_equals_eager_with_and_without_batching(batched):
+    params, tree = transformer_tree(layers=2)
+    nnz = tuple([8] * 2 + [2] * 12)
+    ref = skf.hard_threshold(params, tree, nnz=nnz)
+    with batching(batched):
+        out = torch.compile(lambda p: skf.hard_threshold(p, tree, nnz=nnz), fullgraph=True)(params)
+    assert all(torch.equal(out[k], ref[k]) for k in params)
