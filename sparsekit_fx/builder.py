@@ -76,7 +76,7 @@ class SpecBuilder:
         Raises:
             UnknownNameError: No spec has this name.
         """
-        return self._lookup(name, "get", "name")
+        return self._lookup(name, "get", "name", unused=False)
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs
@@ -85,7 +85,8 @@ class SpecBuilder:
         kinds = ", ".join(f"{n}: {type(s).__name__}" for n, s in self._specs.items())
         return f"SpecBuilder({kinds})"
 
-    def _lookup(self, name: Any, where: str, arg: str, kinds: Tuple[type, ...] = (), kind_text: str = "") -> Any:
+    def _lookup(self, name: Any, where: str, arg: str, kinds: Tuple[type, ...] = (), kind_text: str = "",
+                unused: bool = True) -> Any:
         if name not in self._specs:
             known = list(self._specs) or "nothing yet"
             raise UnknownNameError(describe(
@@ -96,7 +97,7 @@ class SpecBuilder:
             raise BuilderError(describe(
                 f"SpecBuilder.{where}", arg, kind_text, f"{name!r}, a {type(spec).__name__}",
                 "blocks go into scopes and block couplings; scopes go into scope couplings."))
-        if name in self._used_by:
+        if unused and name in self._used_by:
             raise BuilderError(describe(
                 f"SpecBuilder.{where}", arg, "a spec not used yet (each spec is used once)",
                 f"{name!r}, already used by {self._used_by[name]!r}",
