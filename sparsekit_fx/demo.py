@@ -126,6 +126,7 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
     ap.add_argument("--eager-steps", type=int, default=3, help="eager steps timed per epoch (default 3)")
     ap.add_argument("--no-compile", action="store_true", help="run the step eagerly only")
+    ap.add_argument("--backend", default="inductor", help="torch.compile backend (default inductor)")
     ap.add_argument("--out", default="sparsekit_fx_demo", help="output path prefix (default ./sparsekit_fx_demo)")
     ap.add_argument("--fast", action="store_true", help="tiny model, 2 short epochs: a smoke run for tests")
     ap.add_argument("--seed", type=int, default=0)
@@ -167,11 +168,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     m = {k: torch.zeros_like(p) for k, p in params.items()}
     v = {k: torch.zeros_like(p) for k, p in params.items()}
     step = build_step(model, channels, two_four, channel_schedule, nm_schedule, args.lr)
-    compiled = step if args.no_compile else torch.compile(step, fullgraph=True)
+    compiled = step if args.no_compile else torch.compile(step, fullgraph=True, backend=args.backend)
 
     t_compile = 0.0
     if not args.no_compile:
-        print("compiling the training step (one graph: grad + Adam + channel pruning + 2:4) ...", flush=True)
+        print(f"compiling the training step with {args.backend} (one graph: grad + Adam + channel pruning + 2:4) ...",
+              flush=True)
         t0 = time.perf_counter()
         xb, yb = teacher.sample(args.batch, torch.Generator().manual_seed(0))
         compiled(params, m, v, xb, yb, torch.tensor(0))  # warm-up on a throwaway result
