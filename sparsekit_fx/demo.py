@@ -102,6 +102,7 @@ def build_step(model: nn.Module, channels: Tuple[Any, ...], two_four: Tuple[Any,
         params, m, v = adam(params, grads, m, v, (t + 1).to(torch.float32), lr)
         # Prune after the update: channels to the scheduled sparsity, then 2:4 (nnz 4 -> 2).
         params = skf.tree_hard_threshold(params, channels, sparsity=channel_schedule(t))
+        # every 2:4 scope has 4 blocks, so one nnz tensor (4, then 2) serves the whole tree
         params = skf.tree_hard_threshold(params, two_four, nnz=nm_schedule.nnz(t, two_four[0]))
         acc = (logits.argmax(-1) == y).float().mean()
         return params, m, v, loss.detach(), acc

@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from torch import nn
 
 from .errors import RuleError, SparseKitError, describe
-from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, View
+from .specs import BlockCoupling, BlockSpec, ScopeSpec, View
 
 __all__ = [
     "BlockRule",

@@ -17,7 +17,6 @@ scopes.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -27,7 +26,7 @@ from torch import Tensor, nn
 
 from .errors import ArgumentError, ParamError, describe
 from .layout import expand_grid, scope_to_view_grids, write_views
-from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, is_spec
+from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
 from .tree import as_tree, expand_block_masks
 
 __all__ = ["draw_layout", "sparsity_table", "print_sparsity_table", "layout_maps"]

@@ -149,3 +149,38 @@ def test_merge_masks_is_an_and():
     assert skf.merge_masks(a, b)["x"].tolist() == [True]
     with pytest.raises(skf.ShapeMismatchError):
         skf.merge_masks(a, {"w": torch.ones(2, dtype=torch.bool)})
+
+
+# --------------------------------------------------------------------------
+# property: random layouts round-trip through JSON and through packed masks
+# --------------------------------------------------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def layouts(draw):
+    divs = lambda n: [d for d in range(1, n + 1) if n % d == 0]  # noqa: E731
+    m, k = draw(st.sampled_from([2, 4, 6, 8])), draw(st.sampled_from([4, 8, 12]))
+    bm, bk = draw(st.sampled_from(divs(m))), draw(st.sampled_from(divs(k)))
+    gm, gk = m // bm, k // bk
+    sm, sk = draw(st.sampled_from(divs(gm))), draw(st.sampled_from(divs(gk)))
+    a = ScopeSpec(BlockSpec(View("a", (m, k)), (bm, bk)), (sm, sk), name=draw(st.sampled_from([None, "s"])))
+    b = BlockSpec(View("b", (k, m)), (bk, bm))
+    c = ScopeSpec(BlockCoupling((BlockSpec(View("c", (m, k)), (bm, bk)), b), ((0, 1), (1, 0))), (sm, sk))
+    return (a, c), draw(st.integers(0, 2**31 - 1))
+
+
+@given(layouts())
+def test_random_layouts_round_trip(case):
+    t, seed = case
+    assert skf.specs_from_json(skf.specs_to_json(t)) == t
+    g = torch.Generator().manual_seed(seed)
+    p = {n: torch.randn(sh, generator=g) for n, sh in (("a", t[0].views()[0].param_shape),
+                                                         ("c", t[1].views()[0].param_shape),
+                                                         ("b", t[1].views()[1].param_shape))}
+    keeps = skf.tree_block_masks(p, t, sparsity=0.5)
+    t2, k2 = skf.masks_from_state_dict(skf.masks_to_state_dict(t, keeps))
+    got, want = skf.expand_block_masks(t2, k2), skf.tree_masks(p, t, sparsity=0.5)
+    assert all(torch.equal(got[n], want[n]) for n in want)
