@@ -15,7 +15,7 @@ params = dict(model.named_parameters())
 # Channels in two scopes of 8 (each keeps 4), then 2:4 along the rows of both weights.
 channels = skf.specs_from_module(model, [skf.channel_rule("fc1.weight", "fc2.weight", bias="fc1.bias", scope=(8,))])
 two_four = skf.specs_from_module(model, [skf.BlockRule("fc?.weight", (1, 1), (1, 4))])
-masks = skf.merge_masks(skf.tree_masks(params, channels, sparsity=0.5), skf.tree_masks(params, two_four, nnz=2))
+masks = skf.merge_masks(skf.masks(params, channels, sparsity=0.5), skf.masks(params, two_four, nnz=2))
 out = pathlib.Path(__file__).resolve().parent / "layout.png"
 viz.draw_layout(channels, masks, out, title="coupled channels (rows of fc1, fc1.bias, columns of fc2), "
                                             "2 scopes of 8, then 2:4", dpi=90)

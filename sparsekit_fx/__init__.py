@@ -8,6 +8,8 @@ model. This module only re-exports the public API.
 """
 
 from .builder import SpecBuilder
+from .compile import compile_step
+from .engine import batching
 from .errors import (
     ArgumentError,
     BuilderError,
@@ -21,7 +23,14 @@ from .errors import (
     SpecError,
     UnknownNameError,
 )
-from .maskio import masks_from_state_dict, masks_to_state_dict, pack_bits, unpack_bits
+from .maskio import (
+    expand_block_masks,
+    masks_from_state_dict,
+    masks_to_state_dict,
+    merge_masks,
+    pack_bits,
+    unpack_bits,
+)
 from .ops import apply_masks, block_masks, hard_threshold, masks
 from .rules import BlockRule, CoupleRule, Part, channel_rule, head_rule, specs_from_module
 from .schedules import (
@@ -36,7 +45,6 @@ from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, View
 from .stats import block_max, block_min, block_norms, block_reduce, scope_scores
 from .serialize import load_specs, save_specs, specs_from_json, specs_to_json
 from .training import MaskKeeper, masked_update
-from .tree import as_tree, expand_block_masks, merge_masks, tree_block_masks, tree_hard_threshold, tree_masks
 from .viz import print_sparsity_table, sparsity_table
 from .write import write_through_
 
@@ -68,13 +76,16 @@ __all__ = [
     "apply_masks",
     # write-back
     "write_through_",
-    # spec trees (tuples of specs, applied one spec at a time)
-    "as_tree",
-    "tree_block_masks",
-    "tree_masks",
-    "tree_hard_threshold",
-    "expand_block_masks",
+    # compiled steps
+    "compile_step",
+    "batching",
+    # masks: merging, expanding, compact storage
     "merge_masks",
+    "expand_block_masks",
+    "masks_to_state_dict",
+    "masks_from_state_dict",
+    "pack_bits",
+    "unpack_bits",
     # specs from a model, and the builder
     "specs_from_module",
     "BlockRule",
@@ -83,15 +94,11 @@ __all__ = [
     "channel_rule",
     "head_rule",
     "SpecBuilder",
-    # save / load
+    # spec trees to and from JSON
     "specs_to_json",
     "specs_from_json",
     "save_specs",
     "load_specs",
-    "masks_to_state_dict",
-    "masks_from_state_dict",
-    "pack_bits",
-    "unpack_bits",
     # schedules
     "Schedule",
     "constant_schedule",

@@ -89,21 +89,24 @@ def adam(params: Params, grads: Params, m: Params, v: Params, t: Tensor, lr: flo
     return new, m, v
 
 
-def build_step(model: nn.Module, channels: Tuple[Any, ...], two_four: Tuple[Any, ...],
-               channel_schedule: skf.Schedule, nm_schedule: skf.Schedule, lr: float) -> Any:
-    """Pure: the training step ``(params, m, v, x, y, step) -> (params, m, v, loss, acc)``."""
+def build_step(model: nn.Module, channel_schedule: skf.Schedule, nm_schedule: skf.Schedule, lr: float) -> Any:
+    """Pure: the training step ``(params, trees, m, v, x, y, step) -> (params, m, v, loss, acc)``.
+
+    ``trees`` is ``(channels, two_four)``: two spec trees applied in turn.
+    """
 
     def loss_fn(params: Params, x: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
         logits = functional_call(model, params, (x,))
         return nn.functional.cross_entropy(logits, y), logits
 
-    def step(params: Params, m: Params, v: Params, x: Tensor, y: Tensor, t: Tensor):
+    def step(params: Params, trees: Any, m: Params, v: Params, x: Tensor, y: Tensor, t: Tensor):
+        channels, two_four = trees
         grads, (loss, logits) = grad_and_value(loss_fn, has_aux=True)(params, x, y)
         params, m, v = adam(params, grads, m, v, (t + 1).to(torch.float32), lr)
-        # Prune after the update: channels to the scheduled sparsity, then 2:4 (nnz 4 -> 2).
-        params = skf.tree_hard_threshold(params, channels, sparsity=channel_schedule(t))
-        # every 2:4 scope has 4 blocks, so one nnz tensor (4, then 2) serves the whole tree
-        params = skf.tree_hard_threshold(params, two_four, nnz=nm_schedule.nnz(t, two_four[0]))
+        # Prune after the update: channels to the scheduled sparsity (the layers' same-layout specs
+        # are batched), then 2:4 (sparsity 0 -> 0.5, i.e. 4 -> 2 kept of every 4).
+        params = skf.hard_threshold(params, channels, sparsity=channel_schedule(t))
+        params = skf.hard_threshold(params, two_four, sparsity=nm_schedule(t))
         acc = (logits.argmax(-1) == y).float().mean()
         return params, m, v, loss.detach(), acc
 
@@ -168,8 +171,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     params: Params = {k: p.detach().clone() for k, p in model.named_parameters()}
     m = {k: torch.zeros_like(p) for k, p in params.items()}
     v = {k: torch.zeros_like(p) for k, p in params.items()}
-    step = build_step(model, channels, two_four, channel_schedule, nm_schedule, args.lr)
-    compiled = step if args.no_compile else torch.compile(step, fullgraph=True, backend=args.backend)
+    trees = (channels, two_four)
+    step = build_step(model, channel_schedule, nm_schedule, args.lr)
+
+    def eager(params: Params, *args: Any) -> Any:
+        return step(params, trees, *args)
+
+    # compile_step makes the spec trees constants of one cached graph: step(params, m, v, x, y, t)
+    compiled = eager if args.no_compile else skf.compile_step(step, trees, backend=args.backend)
 
     t_compile = 0.0
     if not args.no_compile:
@@ -201,7 +210,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         if not args.no_compile and args.eager_steps > 0:
             t0 = time.perf_counter()
             for _ in range(args.eager_steps):  # same step, eagerly, on a throwaway copy
-                step(params, m, v, xb, yb, torch.tensor(t - 1))
+                eager(params, m, v, xb, yb, torch.tensor(t - 1))
             eager_ms = (time.perf_counter() - t0) / args.eager_steps * 1e3
         with torch.no_grad():
             test_acc = (functional_call(model, params, (x_test,)).argmax(-1) == y_test).float().mean().item()
@@ -221,7 +230,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         module_acc = (model(x_test).argmax(-1) == y_test).float().mean().item()
     print(f"\nweights written back into the nn.Module (write_through_): test accuracy {module_acc:.1%}")
     final_masks = skf.merge_masks(
-        skf.tree_masks(params, channels, sparsity=args.sparsity), skf.tree_masks(params, two_four, nnz=2))
+        skf.masks(params, channels, sparsity=args.sparsity), skf.masks(params, two_four, nnz=2))
     skf.print_sparsity_table(model, names=[n for n, _ in model.named_parameters() if n in final_masks])
 
     # Save the masks compactly (bit-packed block masks + the spec trees' JSON) and reload them.
@@ -229,7 +238,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     os.makedirs(out_dir, exist_ok=True)
     mask_path = args.out + "_masks.pt"
     tree = channels + two_four
-    torch.save(skf.masks_to_state_dict(tree, skf.tree_block_masks(params, tree, sparsity=(
+    torch.save(skf.masks_to_state_dict(tree, skf.block_masks(params, tree, sparsity=(
         (args.sparsity,) * len(channels) + (0.5,) * len(two_four)))), mask_path)
     loaded_tree, loaded = skf.masks_from_state_dict(torch.load(mask_path))
     reloaded = skf.expand_block_masks(loaded_tree, loaded)

@@ -1,17 +1,20 @@
-"""Masks to and from a ``state_dict``-style mapping, stored compactly.
+"""Masks as data: merging, expanding block masks, and compact storage.
 
-Block masks (one bool tensor per spec, in scope layout, as returned by
-:func:`~sparsekit_fx.tree_block_masks`) are bit-packed eight to a byte and
-stored with the spec tree's JSON, so a saved file is self-describing::
+* :func:`merge_masks` ANDs element-mask dicts (how separately built trees,
+  e.g. coupled channels then 2:4, compose).
+* :func:`expand_block_masks` turns block masks (scope layout, as returned by
+  :func:`~sparsekit_fx.block_masks`) into element masks without params.
+* :func:`masks_to_state_dict` / :func:`masks_from_state_dict` store a tree's
+  block masks bit-packed, eight to a byte, with the spec tree's JSON, so a
+  saved file is self-describing::
 
-    {"format": "sparsekit_fx.masks", "version": 1, "specs": "<JSON of the tree>",
-     "blocks.0": uint8[ceil(numblk_0 / 8)], "blocks.1": ..., ...}
+      {"format": "sparsekit_fx.masks", "version": 1, "specs": "<JSON of the tree>",
+       "blocks.0": uint8[ceil(numblk_0 / 8)], "blocks.1": ..., ...}
 
-It holds only strings, ints and tensors, so ``torch.save`` / ``torch.load``
+  with ``blocks.<i>`` for the i-th spec in tree order. It holds only strings, ints and tensors, so ``torch.save`` / ``torch.load``
 (including ``weights_only=True``) round-trip it. A 2:4 mask costs one bit per
 pair of kept/pruned weights' block (1/32 of the float32 weights), a channel
-mask one bit per channel. :func:`~sparsekit_fx.expand_block_masks` turns the
-loaded block masks back into element masks.
+mask one bit per channel.
 """
 
 from __future__ import annotations
@@ -22,13 +25,18 @@ from typing import Any, Dict, Sequence, Tuple
 
 import torch
 from torch import Tensor
+from torch.utils import _pytree as pytree
 
-from .errors import FormatError, ShapeMismatchError, describe
+from .errors import ArgumentError, FormatError, ParamError, ShapeMismatchError, SpecError, describe
+from .layout import expand_grid, scope_to_view_grids, write_views
+from .ops import block_specs
 from .serialize import specs_from_json, specs_to_json
-from .specs import ScopeCoupling, ScopeSpec
-from .tree import as_tree
+from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
+from .tree import flatten_specs
 
 __all__ = [
+    "merge_masks",
+    "expand_block_masks",
     "MASKS_FORMAT",
     "MASKS_VERSION",
     "pack_bits",
@@ -73,6 +81,100 @@ def unpack_bits(packed: Tensor, shape: Sequence[int]) -> Tensor:
     return bits.reshape(-1)[:n].reshape(tuple(shape))
 
 
+# ---------------------------------------------------------------------------
+# element masks: merge, expand
+# ---------------------------------------------------------------------------
+
+
+def merge_masks(*mask_dicts: Any) -> Dict[str, Tensor]:
+    """Pure: AND-merge element-mask dicts (True = kept) key by key.
+
+    Raises:
+        ParamError: An argument is not a mapping.
+        ShapeMismatchError: Two masks of one name differ in shape.
+    """
+    out: Dict[str, Tensor] = {}
+    for i, md in enumerate(mask_dicts):
+        if not isinstance(md, Mapping):
+            raise ParamError(describe("merge_masks", f"mask_dicts[{i}]", "a mapping of name -> bool mask",
+                                      type(md).__name__, "pass dicts returned by masks(...)."))
+        for name, m in md.items():
+            if name not in out:
+                out[name] = m
+                continue
+            if tuple(m.shape) != tuple(out[name].shape):
+                raise ShapeMismatchError(describe("merge_masks", f"mask_dicts[{i}][{name!r}]",
+                                                  f"shape {tuple(out[name].shape)}", tuple(m.shape),
+                                                  "merge masks of the same parameters."))
+            out[name] = out[name] & m
+    return out
+
+
+def _scope_of(spec: Any, where: str) -> Any:
+    if isinstance(spec, (BlockSpec, BlockCoupling)):
+        return ScopeSpec(spec, ())  # one scope of all blocks: its row-major order is the grid order
+    if isinstance(spec, (ScopeSpec, ScopeCoupling)):
+        return spec
+    raise SpecError(describe(where, "spec", "a block or scope spec", type(spec).__name__,
+                             "pass the spec the block masks were computed with."))
+
+
+def _expand_one(spec: Any, keep: Any, where: str, arg: str) -> Dict[str, Tensor]:
+    scope = _scope_of(spec, where)
+    want = tuple(scope.grid_shape) + (scope.numblk_per_scope(),)
+    if not isinstance(keep, Tensor):
+        raise ParamError(describe(where, arg, f"a bool tensor of shape {want}", type(keep).__name__,
+                                  "pass block_masks(params, spec, ...)."))
+    # A block spec's masks come in either layout block_masks gives it (one scope of all blocks with
+    # nnz/sparsity, one scope per block with thresholds): both hold numblk entries in grid order.
+    if keep.numel() != scope.numblk() or (scope is spec and tuple(keep.shape) != want):
+        raise ShapeMismatchError(describe(where, arg, f"shape {want} (the spec's scope layout)", tuple(keep.shape),
+                                          "expand masks with the spec they were computed with."))
+    grids = scope_to_view_grids(scope, keep.reshape(want).to(torch.uint8))
+    per_view = [expand_grid(g, b.shape) for g, b in zip(grids, block_specs(scope))]
+    groups: Dict[str, Any] = {}
+    for v, m in zip(scope.views(), per_view):
+        vs, ms = groups.setdefault(v.param, ([], []))
+        vs.append(v)
+        ms.append(m)
+    out = {}
+    for name, (vs, ms) in groups.items():
+        if len(vs) == 1 and vs[0].is_whole:
+            out[name] = ms[0] != 0
+        else:
+            base = torch.ones(vs[0].param_shape, dtype=torch.uint8, device=keep.device)
+            out[name] = write_views(base, vs, ms) != 0
+    return out
+
+
+def _flat_masks(tree: Any, block_masks: Any, where: str) -> Tuple[list, list, Any]:
+    specs, treedef = flatten_specs(tree, where)
+    keeps = pytree.tree_leaves(block_masks)
+    if len(keeps) != len(specs):
+        raise ArgumentError(describe(where, "block_masks", f"{len(specs)} block masks (one per spec, shaped like "
+                                     "the tree)", f"{len(keeps)}", "pass what block_masks(params, tree, ...) returned."))
+    return specs, keeps, treedef
+
+
+def expand_block_masks(tree: Any, block_masks: Any) -> Dict[str, Tensor]:
+    """Pure: element masks from block masks, without params.
+
+    Args:
+        tree: A spec or a spec tree.
+        block_masks: What :func:`~sparsekit_fx.block_masks` returned for it:
+            one tensor per spec, in the tree's structure. A scope spec's mask
+            is in scope layout ``(*grid_shape, numblk_per_scope)``; a block
+            spec's may be either layout ``block_masks`` gives it.
+
+    Returns:
+        ``{name: BoolTensor[param_shape]}``, AND-merged over the tree;
+        elements outside every view are True.
+    """
+    where = "expand_block_masks"
+    specs, keeps, _ = _flat_masks(tree, block_masks, where)
+    return merge_masks(*(_expand_one(s, k, where, f"block_masks[{i}]") for i, (s, k) in enumerate(zip(specs, keeps))))
+
+
 def _layout(spec: Any) -> Tuple[int, ...]:
     if isinstance(spec, (ScopeSpec, ScopeCoupling)):
         return tuple(spec.grid_shape) + (spec.numblk_per_scope(),)
@@ -83,26 +185,22 @@ def masks_to_state_dict(tree: Any, block_masks: Any) -> Dict[str, Any]:
     """Pure: a compact, self-describing mapping of a tree's block masks.
 
     Args:
-        tree: A spec or a tuple of specs.
-        block_masks: One bool mask per spec (a single tensor for a single
-            spec): scope layout for scope specs, ``grid_shape`` for block specs.
+        tree: A spec or a spec tree.
+        block_masks: What :func:`~sparsekit_fx.block_masks` returned for it
+            (one bool tensor per spec, in the tree's structure).
 
     Returns:
         ``{"format", "version", "specs", "blocks.<i>"...}`` (see module doc);
         pass it to ``torch.save``.
 
     Raises:
+        ArgumentError: The number of masks differs from the number of specs.
         ShapeMismatchError: A mask does not match its spec's layout.
     """
     where = "masks_to_state_dict"
-    single = not isinstance(tree, (tuple, list))
-    tree = as_tree(tree, where)
-    keeps = (block_masks,) if single else tuple(block_masks)
-    if len(keeps) != len(tree):
-        raise ShapeMismatchError(describe(where, "block_masks", f"{len(tree)} masks (one per spec)", len(keeps),
-                                          "pass the tuple returned by tree_block_masks."))
+    specs, keeps, _ = _flat_masks(tree, block_masks, where)
     out: Dict[str, Any] = {"format": MASKS_FORMAT, "version": MASKS_VERSION, "specs": specs_to_json(tree, indent=None)}
-    for i, (s, k) in enumerate(zip(tree, keeps)):
+    for i, (s, k) in enumerate(zip(specs, keeps)):
         want = _layout(s)
         if not isinstance(k, Tensor) or k.numel() != math.prod(want):
             got = tuple(k.shape) if isinstance(k, Tensor) else type(k).__name__
@@ -112,13 +210,13 @@ def masks_to_state_dict(tree: Any, block_masks: Any) -> Dict[str, Any]:
     return out
 
 
-def masks_from_state_dict(state: Any) -> Tuple[Tuple[Any, ...], Tuple[Tensor, ...]]:
+def masks_from_state_dict(state: Any) -> Tuple[Any, Any]:
     """Pure: the spec tree and block masks stored by :func:`masks_to_state_dict`.
 
     Returns:
-        ``(tree, block_masks)``: the tuple of specs and one bool tensor per
-        spec in its layout (scope layout for scope specs). Expand them with
-        :func:`~sparsekit_fx.expand_block_masks`.
+        ``(tree, block_masks)``: the spec tree as saved, and its block masks in
+        the same structure (scope layout for scope specs, ``grid_shape`` for
+        block specs). Expand them with :func:`expand_block_masks`.
 
     Raises:
         FormatError: Not a sparsekit_fx mask mapping, an unsupported version,
@@ -135,8 +233,9 @@ def masks_from_state_dict(state: Any) -> Tuple[Tuple[Any, ...], Tuple[Tensor, ..
                 version > MASKS_VERSION else "re-create and re-save the masks with this version")
         raise FormatError(describe(where, "version", f"schema version {MASKS_VERSION}", repr(version), hint + "."))
     tree = specs_from_json(state.get("specs", ""))
+    specs, treedef = flatten_specs(tree, where)
     keeps = []
-    for i, s in enumerate(tree):
+    for i, s in enumerate(specs):
         key = f"blocks.{i}"
         if key not in state:
             raise FormatError(describe(where, key, f"packed block masks for spec {i}", "no such entry",
@@ -146,4 +245,4 @@ def masks_from_state_dict(state: Any) -> Tuple[Tuple[Any, ...], Tuple[Tensor, ..
         except ShapeMismatchError as e:
             raise FormatError(describe(where, key, f"the packed masks of spec {i}", str(e),
                                        "the mapping does not match its spec tree; re-save it.")) from e
-    return tree, tuple(keeps)
+    return tree, pytree.tree_unflatten(keeps, treedef)

@@ -1,10 +1,13 @@
 """The public pure operations on params: masks, hard thresholding, applying masks.
 
 Each function takes ``params`` (a mapping of parameter name to tensor, like
-``dict(model.named_parameters())``), a spec, and hyper-parameters, and returns
-new tensors. Inputs are never modified; entries of ``params`` that the spec
-does not touch are returned as the same objects. Hyper-parameters may be
-Python numbers or tensors; a changing tensor never triggers a recompile.
+``dict(model.named_parameters())``), a spec or a spec tree (see
+:mod:`sparsekit_fx.tree`), and hyper-parameters, and returns new tensors.
+Inputs are never modified; entries of ``params`` that no spec touches are
+returned as the same objects. Hyper-parameters may be Python numbers or
+tensors; a changing tensor never triggers a recompile. For a spec tree, a
+hyper-parameter is either shared by all specs or given as a container with the
+tree's structure.
 
 Semantics:
 
@@ -20,26 +23,30 @@ Semantics:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import Tensor
 
+from .engine import run
 from .errors import ArgumentError, ParamError, ShapeMismatchError, SpecError, describe
 from .inputs import check_param
-from .layout import (
-    expand_grid,
-    grid_to_interleaved,
-    interleave,
-    read_view,
-    scope_to_view_grids,
-    write_views,
-)
+from .layout import expand_grid, grid_to_interleaved, interleave, scope_to_view_grids
 from .select import _as_k, _topk_keys, float_keys, sparsity_to_nnz
-from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, View
-from .stats import check_p, read_views, scores_of
+from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
+from .stats import check_p, scores_of
+from .tree import flatten_specs, spec_hypers
 
-__all__ = ["block_masks", "masks", "hard_threshold", "apply_masks", "as_scope", "keep_blocks"]
+__all__ = [
+    "block_masks",
+    "masks",
+    "hard_threshold",
+    "apply_masks",
+    "as_scope",
+    "keep_blocks",
+    "apply_keep",
+    "block_specs",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -105,9 +112,7 @@ def _nnz(nnz: Any, sparsity: Any, scope: Any, device: torch.device, where: str) 
     return _as_k(nnz, n, where, "nnz", 0, n, device)
 
 
-def _scores(scope: Any, xs: List[Tensor], scores: Optional[Tensor], p: float, where: str) -> Tensor:
-    if scores is None:
-        return scores_of(scope, xs, p)
+def _check_scores(scores: Any, scope: Any, where: str) -> Tensor:
     want = tuple(scope.grid_shape) + (scope.numblk_per_scope(),)
     if not isinstance(scores, Tensor) or not scores.is_floating_point():
         raise ArgumentError(describe(where, "scores", f"a float tensor of shape {want}", type(scores).__name__,
@@ -118,6 +123,34 @@ def _scores(scope: Any, xs: List[Tensor], scores: Optional[Tensor], p: float, wh
                      "compute scores with scope_scores(params, scope, values=...) or match that layout.")
         )
     return scores
+
+
+def _device(params: Any, scope: Any) -> torch.device:
+    name = scope.views()[0].param
+    t = params.get(name) if isinstance(params, Mapping) else None
+    return t.device if isinstance(t, Tensor) else torch.device("cpu")
+
+
+def _acc(params: Any, scope: Any) -> torch.dtype:
+    name = scope.views()[0].param
+    t = params.get(name) if isinstance(params, Mapping) else None
+    return torch.float64 if isinstance(t, Tensor) and t.dtype == torch.float64 else torch.float32
+
+
+# ---------------------------------------------------------------------------
+# kernels (no validation; vmap-able)
+# ---------------------------------------------------------------------------
+
+
+def block_specs(spec: Any) -> List[BlockSpec]:
+    """Pure: the BlockSpec behind each entry of ``spec.views()``."""
+    if isinstance(spec, BlockSpec):
+        return [spec]
+    if isinstance(spec, BlockCoupling):
+        return list(spec.specs)
+    if isinstance(spec, ScopeSpec):
+        return block_specs(spec.block)
+    return [b for s in spec.scopes for b in block_specs(s)]
 
 
 def keep_blocks(scope: Any, scores: Tensor, nnz: Optional[Tensor], thresholds: Optional[Tensor]) -> Tensor:
@@ -135,23 +168,69 @@ def keep_blocks(scope: Any, scores: Tensor, nnz: Optional[Tensor], thresholds: O
     return float_keys(scores.detach()) >= float_keys(t.detach())
 
 
-def _prepare(params: Any, spec: Any, where: str, *, nnz: Any, sparsity: Any, thresholds: Any,
-             values: Any, scores: Any, p: Any) -> Any:
+def apply_keep(scope: Any, xs: List[Tensor], keep: Tensor) -> List[Tensor]:
+    """Pure: zero the dropped blocks of each view tensor (no element mask is materialised)."""
+    out = []
+    for x, g, b in zip(xs, scope_to_view_grids(scope, keep), block_specs(scope)):
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        if b.ndim == 0:
+            out.append(torch.where(g, x, zero))
+            continue
+        kept = torch.where(grid_to_interleaved(g, b.ndim), interleave(x, b.shape), zero)
+        out.append(kept.reshape(x.shape))
+    return out
+
+
+def _view_masks(scope: Any, keep: Tensor) -> List[Tensor]:
+    grids = scope_to_view_grids(scope, keep.to(torch.uint8))
+    return [expand_grid(g, b.shape) for g, b in zip(grids, block_specs(scope))]
+
+
+def _select_kernel(p: float) -> Any:
+    def kernel(scope: Any, xs: List[Tensor], aux: Dict[str, List[Tensor]], hyper: Dict[str, Tensor],
+               want: frozenset) -> Dict[str, Any]:
+        scores = hyper["scores"] if "scores" in hyper else scores_of(scope, aux.get("values", xs), p)
+        keep = keep_blocks(scope, scores, hyper.get("nnz"), hyper.get("thresholds"))
+        out: Dict[str, Any] = {}
+        if "keep" in want:
+            out["keep"] = keep
+        if "x" in want:
+            out["x"] = apply_keep(scope, xs, keep)
+        if "mask" in want:
+            out["mask"] = _view_masks(scope, keep)
+        return out
+
+    return kernel
+
+
+def _select(params: Any, spec: Any, where: str, want: frozenset, *, nnz: Any, sparsity: Any, thresholds: Any,
+            values: Any, scores: Any, p: Any) -> Dict[str, Any]:
     mode = _one_mode(where, nnz=nnz, sparsity=sparsity, thresholds=thresholds)
-    scope = as_scope(spec, mode == "thresholds", where)
     p = check_p(p, where)
     if values is not None and scores is not None:
         raise ArgumentError(describe(where, "values/scores", "at most one of them", "both",
                                      "pass values= to score other tensors, or scores= to give scores directly."))
-    xs = read_views(params, scope, where)
-    score_xs = xs if values is None else read_views(params, scope, where, values)
-    device = xs[0].device
-    s = _scores(scope, score_xs, scores, p, where)
-    if mode == "thresholds":
-        keep = keep_blocks(scope, s, None, _thresholds(thresholds, scope, s.dtype, device, where))
-    else:
-        keep = keep_blocks(scope, s, _nnz(nnz, sparsity, scope, device, where), None)
-    return scope, xs, keep
+    raw, treedef = flatten_specs(spec, where)
+    n = len(raw)
+    scopes = [as_scope(s, mode == "thresholds", where) for s in raw]
+    given = {"nnz": nnz, "sparsity": sparsity, "thresholds": thresholds}[mode]
+    per_spec = spec_hypers(given, treedef, n, where, mode)
+    per_scores = spec_hypers(scores, treedef, n, where, "scores")
+    hypers = []
+    for sc, h, sco in zip(scopes, per_spec, per_scores):
+        dev = _device(params, sc)
+        hyper: Dict[str, Tensor] = {}
+        if mode == "thresholds":
+            hyper["thresholds"] = _thresholds(h, sc, _acc(params, sc), dev, where)
+        else:
+            hyper["nnz"] = _nnz(h if mode == "nnz" else None, h if mode == "sparsity" else None, sc, dev, where)
+        if sco is not None:
+            hyper["scores"] = _check_scores(sco, sc, where)
+        hypers.append(hyper)
+    res = run(params, scopes, _select_kernel(p), hypers, where=where, aux={"values": values}, want=want)
+    if "keep" in want:
+        res["keep"] = torch.utils._pytree.tree_unflatten(res["keep"], treedef)
+    return res
 
 
 # ---------------------------------------------------------------------------
@@ -160,12 +239,13 @@ def _prepare(params: Any, spec: Any, where: str, *, nnz: Any, sparsity: Any, thr
 
 
 def block_masks(params: Any, scope: Any, *, nnz: Any = None, sparsity: Any = None, thresholds: Any = None,
-                values: Any = None, scores: Any = None, p: float = 2) -> Tensor:
+                values: Any = None, scores: Any = None, p: float = 2) -> Any:
     """Pure: which blocks survive, in scope layout.
 
     Args:
         params: Mapping of parameter name to tensor.
-        scope: A ScopeSpec or ScopeCoupling (or a block spec, see module doc).
+        scope: A ScopeSpec or ScopeCoupling (or a block spec, see module doc),
+            or a spec tree.
         nnz: Blocks kept per scope: int in ``[0, numblk_per_scope]``, or an
             integer tensor (0-d or scope-grid shaped).
         sparsity: Fraction of blocks pruned per scope, in ``[0, 1]``.
@@ -177,46 +257,11 @@ def block_masks(params: Any, scope: Any, *, nnz: Any = None, sparsity: Any = Non
 
     Returns:
         Bool tensor ``(*scope.grid_shape, numblk_per_scope)``, True = kept,
-        aligned with :func:`~sparsekit_fx.stats.scope_scores`.
+        aligned with :func:`~sparsekit_fx.stats.scope_scores`; for a spec
+        tree, the same structure holding one such tensor per spec.
     """
-    _, _, keep = _prepare(params, scope, "block_masks", nnz=nnz, sparsity=sparsity, thresholds=thresholds,
-                          values=values, scores=scores, p=p)
-    return keep
-
-
-def _element_masks(scope: Any, keep: Tensor, params: Any) -> Dict[str, Tensor]:
-    views = scope.views()
-    grids = scope_to_view_grids(scope, keep.to(torch.uint8))
-    blocks = [b for b in _block_specs(scope)]
-    per_view = [expand_grid(g, b.shape) for g, b in zip(grids, blocks)]
-    out: Dict[str, Tensor] = {}
-    for name, vs, ms in _by_param(views, per_view):
-        if len(vs) == 1 and vs[0].is_whole:
-            out[name] = ms[0].view(torch.bool)
-            continue
-        base = torch.ones(vs[0].param_shape, dtype=torch.uint8, device=keep.device)
-        out[name] = write_views(base, vs, ms).view(torch.bool)
-    return out
-
-
-def _block_specs(spec: Any) -> List[BlockSpec]:
-    """The BlockSpec behind each entry of ``spec.views()``."""
-    if isinstance(spec, BlockSpec):
-        return [spec]
-    if isinstance(spec, BlockCoupling):
-        return list(spec.specs)
-    if isinstance(spec, ScopeSpec):
-        return _block_specs(spec.block)
-    return [b for s in spec.scopes for b in _block_specs(s)]
-
-
-def _by_param(views: Sequence[View], items: Sequence[Any]) -> List[Any]:
-    groups: Dict[str, Any] = {}
-    for v, x in zip(views, items):
-        vs, xs = groups.setdefault(v.param, ([], []))
-        vs.append(v)
-        xs.append(x)
-    return [(name, vs, xs) for name, (vs, xs) in groups.items()]
+    return _select(params, scope, "block_masks", frozenset({"keep"}), nnz=nnz, sparsity=sparsity,
+                   thresholds=thresholds, values=values, scores=scores, p=p)["keep"]
 
 
 def masks(params: Any, scope: Any, *, nnz: Any = None, sparsity: Any = None, thresholds: Any = None,
@@ -227,32 +272,11 @@ def masks(params: Any, scope: Any, *, nnz: Any = None, sparsity: Any = None, thr
 
     Returns:
         ``{name: BoolTensor[param_shape]}``, True = kept. Elements outside every
-        view of the spec are True.
+        view of the spec are True; a parameter touched by several specs of a
+        tree gets the AND of their masks.
     """
-    scope, _, keep = _prepare(params, scope, "masks", nnz=nnz, sparsity=sparsity, thresholds=thresholds,
-                              values=values, scores=scores, p=p)
-    return _element_masks(scope, keep, params)
-
-
-def _apply_keep(scope: Any, xs: List[Tensor], keep: Tensor) -> List[Tensor]:
-    """Zero the dropped blocks of each view tensor (no element mask is materialised)."""
-    grids = scope_to_view_grids(scope, keep)
-    out = []
-    for x, g, b in zip(xs, grids, _block_specs(scope)):
-        if b.ndim == 0:
-            out.append(torch.where(g, x, torch.zeros((), dtype=x.dtype, device=x.device)))
-            continue
-        xi = interleave(x, b.shape)
-        gi = grid_to_interleaved(g, b.ndim)
-        out.append(torch.where(gi, xi, torch.zeros((), dtype=x.dtype, device=x.device)).reshape(x.shape))
-    return out
-
-
-def _assemble(params: Any, views: Sequence[View], new_xs: Sequence[Tensor]) -> Dict[str, Tensor]:
-    out = dict(params)
-    for name, vs, xs in _by_param(views, new_xs):
-        out[name] = write_views(params[name], vs, xs)
-    return out
+    return _select(params, scope, "masks", frozenset({"mask"}), nnz=nnz, sparsity=sparsity,
+                   thresholds=thresholds, values=values, scores=scores, p=p)["masks"]
 
 
 def hard_threshold(params: Any, spec: Any, *, nnz: Any = None, sparsity: Any = None, thresholds: Any = None,
@@ -267,9 +291,8 @@ def hard_threshold(params: Any, spec: Any, *, nnz: Any = None, sparsity: Any = N
         NaN/Inf); untouched entries are the same objects. The original input
         is left unchanged. Gradients flow to the kept elements.
     """
-    scope, xs, keep = _prepare(params, spec, "hard_threshold", nnz=nnz, sparsity=sparsity,
-                               thresholds=thresholds, values=values, scores=scores, p=p)
-    return _assemble(params, scope.views(), _apply_keep(scope, xs, keep))
+    return _select(params, spec, "hard_threshold", frozenset({"x"}), nnz=nnz, sparsity=sparsity,
+                   thresholds=thresholds, values=values, scores=scores, p=p)["params"]
 
 
 def apply_masks(params: Any, masks: Any) -> Dict[str, Tensor]:
@@ -289,10 +312,10 @@ def apply_masks(params: Any, masks: Any) -> Dict[str, Tensor]:
     if not isinstance(masks, Mapping):
         raise ParamError(describe(where, "masks", "a mapping of parameter name -> mask", type(masks).__name__,
                                   "pass the dict returned by masks(...)."))
-    out = dict(params) if isinstance(params, Mapping) else None
-    if out is None:
+    if not isinstance(params, Mapping):
         raise ParamError(describe(where, "params", "a mapping of parameter name -> Tensor", type(params).__name__,
                                   "pass dict(model.named_parameters())."))
+    out = dict(params)
     for name, m in masks.items():
         x = check_param(params, name, None, where, "params")
         if not isinstance(m, Tensor) or tuple(m.shape) != tuple(x.shape):

@@ -415,8 +415,8 @@ def _claim(claimed: Dict[str, Tuple[int, str]], name: str, rule: Any, index: int
         raise RuleError(describe(
             f"specs_from_module: rule {rule.label}", "parameter", "a parameter no earlier rule has claimed",
             f"{name!r}, already matched by rules[{claimed[name][0]}] {claimed[name][1]}",
-            "make the patterns disjoint; to combine layouts on one parameter (e.g. channels, then 2:4) "
-            "build one spec tree per layout and apply them in turn."))
+            "make the patterns disjoint, or pass allow_overlap=True to stack layouts on one parameter "
+            "(e.g. channels, then 2:4; specs then apply in rule order)."))
     claimed[name] = (index, rule.label)
 
 
@@ -428,14 +428,19 @@ def _nothing(rule: Any, pattern: str, named: Dict[str, Any]) -> RuleError:
         f"no match among {shown}", "fix the pattern ('*' matches any characters, dots included), or drop the rule."))
 
 
-def specs_from_module(model: Any, rules: Sequence[Rule]) -> Tuple[ScopeSpec, ...]:
+def specs_from_module(model: Any, rules: Sequence[Rule], *, allow_overlap: bool = False) -> Tuple[ScopeSpec, ...]:
     """Pure: the spec tree that ``rules`` describe for ``model``'s parameters.
 
     Args:
         model: An ``nn.Module`` (its ``named_parameters()``) or a mapping of
             parameter name to tensor. Only names and shapes are read.
         rules: :class:`BlockRule` and :class:`CoupleRule` objects, applied in
-            order. Each parameter may be claimed by at most one rule.
+            order. Each parameter may be claimed by at most one rule, unless
+            ``allow_overlap``.
+        allow_overlap: Let several rules match one parameter (e.g. channels,
+            then 2:4). The tree's specs then apply in rule order: ops give a
+            later spec the earlier one's result. Off by default, so that an
+            accidental double match (``*.weight`` and ``*.fc1.weight``) fails.
 
     Returns:
         A tuple of ScopeSpecs, in rule order, then parameter (or layer) order.
@@ -445,7 +450,8 @@ def specs_from_module(model: Any, rules: Sequence[Rule]) -> Tuple[ScopeSpec, ...
     Raises:
         RuleError: A rule (or one of its parts) matches no parameter; a
             matched parameter does not fit the rule's shapes; a coupled
-            layer lacks a partner; or a parameter is matched by two rules.
+            layer lacks a partner; or (without ``allow_overlap``) a parameter
+            is matched by two rules.
             The message names the rule and the parameter.
 
     Example:
@@ -459,9 +465,10 @@ def specs_from_module(model: Any, rules: Sequence[Rule]) -> Tuple[ScopeSpec, ...
     named = _named_tensors(model)
     if isinstance(rules, (BlockRule, CoupleRule)):
         rules = (rules,)
-    claimed: Dict[str, Tuple[int, str]] = {}
+    claims: Dict[str, Tuple[int, str]] = {}
     out: List[ScopeSpec] = []
     for i, rule in enumerate(rules):
+        claimed = {} if allow_overlap else claims
         if isinstance(rule, BlockRule):
             out += _apply_block_rule(rule, named, claimed, i)
         elif isinstance(rule, CoupleRule):

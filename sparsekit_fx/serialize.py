@@ -2,20 +2,23 @@
 
 The document written by :func:`specs_to_json` is::
 
-    {"format": "sparsekit_fx.specs", "version": 1, "specs": [<spec>, ...]}
+    {"format": "sparsekit_fx.specs", "version": 1, "tree": <node>}
 
-and each ``<spec>`` is an object with a ``"type"`` and the constructor
-arguments of that spec type, nested:
+A ``<node>`` is a spec, or a container of nodes, each an object with a
+``"type"``:
 
+* ``{"type": "tuple" | "list", "items": [<node>, ...]}``
+* ``{"type": "dict", "items": {"<str key>": <node>, ...}}``
 * ``{"type": "View", "param": str, "param_shape": [int], "shape": [int], "stride": [int], "offset": int}``
 * ``{"type": "BlockSpec", "view": <View>, "shape": [int], "name": str|null}``
 * ``{"type": "BlockCoupling", "specs": [<BlockSpec>], "orders": [[int]], "name": str|null}``
 * ``{"type": "ScopeSpec", "block": <BlockSpec|BlockCoupling>, "shape": [int], "name": str|null}``
 * ``{"type": "ScopeCoupling", "scopes": [<ScopeSpec>], "orders": [[int]], "name": str|null}``
 
-Shapes are stored resolved (no ``-1``), so a file does not depend on the
-defaults of the version that wrote it. Loading re-runs every constructor, so
-a file describing an invalid layout fails with the usual
+so any spec tree (a spec, or tuples, lists and string-keyed dicts of specs)
+round-trips exactly. Shapes are stored resolved (no ``-1``), so a file does not
+depend on the defaults of the version that wrote it. Loading re-runs every
+constructor, so a file describing an invalid layout fails with the usual
 :class:`~sparsekit_fx.errors.SparseKitError`, wrapped in a
 :class:`~sparsekit_fx.errors.FormatError` that says where in the file.
 """
@@ -28,7 +31,7 @@ from typing import Any, Dict, List, Tuple, Union
 
 from .errors import FormatError, SparseKitError, describe
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, View
-from .tree import as_tree
+from .tree import flatten_specs
 
 __all__ = [
     "SPECS_FORMAT",
@@ -141,18 +144,52 @@ def spec_from_dict(d: Any, path: str = "spec") -> Any:
 # ---------------------------------------------------------------------------
 
 
+def _encode(node: Any, path: str) -> Any:
+    if isinstance(node, (tuple, list)):
+        return {"type": type(node).__name__, "items": [_encode(x, f"{path}[{i}]") for i, x in enumerate(node)]}
+    if isinstance(node, dict):
+        bad = [k for k in node if not isinstance(k, str)]
+        if bad:
+            raise FormatError(describe("specs_to_json", path, "dict keys that are str", repr(bad[0]),
+                                       "key spec-tree dicts by name (JSON objects have string keys)."))
+        return {"type": "dict", "items": {k: _encode(v, f"{path}[{k!r}]") for k, v in node.items()}}
+    return spec_to_dict(node)
+
+
+def _decode(node: Any, path: str) -> Any:
+    kind = node.get("type") if isinstance(node, dict) else None
+    if kind in ("tuple", "list"):
+        items = node.get("items")
+        if not isinstance(items, list):
+            raise FormatError(describe("specs_from_json", f"{path}.items", "a list", repr(items), "re-save the file."))
+        out = [_decode(x, f"{path}[{i}]") for i, x in enumerate(items)]
+        return tuple(out) if kind == "tuple" else out
+    if kind == "dict":
+        items = node.get("items")
+        if not isinstance(items, dict):
+            raise FormatError(describe("specs_from_json", f"{path}.items", "an object", repr(items), "re-save the file."))
+        return {k: _decode(v, f"{path}[{k!r}]") for k, v in items.items()}
+    return spec_from_dict(node, path)
+
+
 def specs_to_json(specs: Any, *, indent: Union[int, None] = 1) -> str:
-    """Pure: a JSON document for a spec or a spec tree (a one-spec tree for a single spec)."""
-    tree = as_tree(specs, "specs_to_json")
-    doc = {"format": SPECS_FORMAT, "version": SPECS_VERSION, "specs": [spec_to_dict(s) for s in tree]}
+    """Pure: a JSON document for a spec or a spec tree (tuples, lists, str-keyed dicts of specs).
+
+    Raises:
+        SpecError: The tree is empty or holds something other than specs.
+        FormatError: A dict key is not a str.
+    """
+    flatten_specs(specs, "specs_to_json")  # validates: non-empty, every leaf a spec
+    doc = {"format": SPECS_FORMAT, "version": SPECS_VERSION, "tree": _encode(specs, "tree")}
     return json.dumps(doc, indent=indent)
 
 
-def specs_from_json(text: Union[str, bytes]) -> Tuple[Any, ...]:
+def specs_from_json(text: Union[str, bytes]) -> Any:
     """Pure: the spec tree stored in a JSON document by :func:`specs_to_json`.
 
     Returns:
-        A tuple of specs, equal (``==``, names included) to the tree saved.
+        The tree as saved (same containers), equal (``==``, names included)
+        to the original.
 
     Raises:
         FormatError: Not JSON, not a sparsekit_fx spec document, a version this
@@ -173,10 +210,14 @@ def specs_from_json(text: Union[str, bytes]) -> Tuple[Any, ...]:
         hint = ("it was written by a newer sparsekit_fx; upgrade" if isinstance(version, int) and
                 version > SPECS_VERSION else "re-create the specs and save them with this version")
         raise FormatError(describe(where, "version", f"schema version {SPECS_VERSION}", repr(version), hint + "."))
-    specs = doc.get("specs")
-    if not isinstance(specs, list) or not specs:
-        raise FormatError(describe(where, "specs", "a non-empty list of specs", repr(specs), "re-save the file."))
-    return tuple(spec_from_dict(s, f"specs[{i}]") for i, s in enumerate(specs))
+    if "tree" not in doc:
+        raise FormatError(describe(where, "tree", "a spec tree", "no 'tree' entry", "re-save the file."))
+    tree = _decode(doc["tree"], "tree")
+    try:
+        flatten_specs(tree, where)
+    except SparseKitError as e:
+        raise FormatError(describe(where, "tree", "a non-empty spec tree", str(e), "re-save the file.")) from e
+    return tree
 
 
 def save_specs(specs: Any, path: PathLike) -> None:
@@ -186,7 +227,7 @@ def save_specs(specs: Any, path: PathLike) -> None:
         fh.write(text + "\n")
 
 
-def load_specs(path: PathLike) -> Tuple[Any, ...]:
+def load_specs(path: PathLike) -> Any:
     """Pure (reads a file): the spec tree saved at ``path`` by :func:`save_specs`.
 
     Raises:

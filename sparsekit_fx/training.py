@@ -111,7 +111,7 @@ class MaskKeeper:
         """Mutates: replace the masks (validated first) and, by default, apply them now."""
         if not isinstance(masks, Mapping):
             raise ParamError(describe("MaskKeeper", "masks", "a mapping of parameter name -> bool mask",
-                                      type(masks).__name__, "pass the dict returned by masks(...) or tree_masks(...)."))
+                                      type(masks).__name__, "pass the dict returned by masks(...)."))
         new: Dict[str, Tensor] = {}
         for name, m in masks.items():
             if name not in self._params:

@@ -1,217 +1,119 @@
-"""Spec trees: a tuple of specs, applied one spec at a time.
+"""Spec trees: flattening, per-spec hyper-parameters, layout signatures and levels.
 
-A spec tree is simply a tuple of specs (what :func:`~sparsekit_fx.specs_from_module`
-and :meth:`~sparsekit_fx.SpecBuilder.build` return). The helpers here loop over
-its specs and call the single-spec ops, so they compile to one graph when
-called inside a compiled function (the loop unrolls over static specs).
-Hyper-parameters are either one value for every spec or a tuple with one
-value per spec.
+A *spec tree* is a single spec or any tuple/list/dict nesting of specs (e.g.
+one ScopeSpec per matrix of a model). Ops applied to a tree act spec by spec,
+in tree order: a spec that touches a parameter already touched by an earlier
+spec sees that spec's result (so ``masks`` and ``hard_threshold`` of a tree
+stay consistent: ``apply_masks(p, masks(p, t)) == hard_threshold(p, t)``).
+Specs are grouped into *levels* (a spec's level is one more than the highest
+level of earlier specs sharing a parameter); within a level, specs with the
+same *layout signature* (equal up to parameter names) are batched.
 
-Element masks of several specs touching one parameter are combined with a
-logical AND (an element is kept only if every spec keeps it), which is also
-how separately built trees compose, e.g. coupled channels then 2:4.
+Everything here is static Python over specs: it runs once at trace time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Hashable, List, Sequence, Tuple
 
-import torch
-from torch import Tensor
+from torch.utils import _pytree as pytree
 
-from .errors import ArgumentError, ParamError, ShapeMismatchError, SpecError, describe
-from .layout import expand_grid, scope_to_view_grids, write_views
-from .ops import block_masks, hard_threshold, masks
-from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, is_spec
+from .errors import ArgumentError, SpecError, describe
+from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, View, is_spec
 
-__all__ = [
-    "as_tree",
-    "tree_block_masks",
-    "tree_masks",
-    "tree_hard_threshold",
-    "expand_block_masks",
-    "merge_masks",
-]
+__all__ = ["flatten_specs", "spec_hypers", "signature", "levels", "groups"]
 
 
-def as_tree(spec_or_tree: Any, where: str = "as_tree") -> Tuple[Any, ...]:
-    """Pure: a spec tree (tuple of specs) from one spec or a sequence of specs.
+def flatten_specs(tree: Any, where: str) -> Tuple[List[Any], Any]:
+    """Pure: the specs of a spec tree in order, and the tree structure.
 
     Raises:
-        SpecError: Empty, or an entry is not a spec.
+        SpecError: A leaf of the tree is not a spec, or the tree is empty.
     """
-    items = (spec_or_tree,) if is_spec(spec_or_tree) else spec_or_tree
-    if not isinstance(items, (tuple, list)) or not items:
-        raise SpecError(describe(where, "specs", "a spec or a non-empty tuple of specs",
-                                 type(spec_or_tree).__name__, "pass e.g. (scope1, scope2)."))
-    for i, s in enumerate(items):
-        if not is_spec(s):
-            raise SpecError(describe(where, f"specs[{i}]", "a View, BlockSpec, BlockCoupling, ScopeSpec or "
-                                     "ScopeCoupling", type(s).__name__, "pass specs only."))
-    return tuple(items)
+    specs, treedef = pytree.tree_flatten(tree, is_leaf=is_spec)
+    bad = [s for s in specs if not is_spec(s)]
+    if bad or not specs:
+        got = type(bad[0]).__name__ if bad else "an empty tree"
+        raise SpecError(
+            describe(where, "spec", "a spec or a tuple/list/dict of specs", got,
+                     "pass ScopeSpec/ScopeCoupling/BlockSpec/BlockCoupling objects (or containers of them).")
+        )
+    return specs, treedef
 
 
-def _per_spec(value: Any, n: int, where: str, arg: str) -> Tuple[Any, ...]:
-    if isinstance(value, (tuple, list)):
-        if len(value) != n:
-            raise ArgumentError(describe(where, arg, f"one value for all specs or a tuple of {n} (one per spec)",
-                                         f"{len(value)} values", "match the number of specs in the tree."))
-        return tuple(value)
-    return (value,) * n
+def spec_hypers(value: Any, treedef: Any, count: int, where: str, arg: str) -> List[Any]:
+    """Pure: one hyper-parameter per spec: a shared value, or a tree matching the specs.
 
-
-def _hyper(tree: Tuple[Any, ...], where: str, **hyper: Any) -> Sequence[Dict[str, Any]]:
-    given = {k: _per_spec(v, len(tree), where, k) for k, v in hyper.items() if v is not None}
-    return [{k: v[i] for k, v in given.items()} for i in range(len(tree))]
-
-
-def tree_block_masks(params: Any, tree: Any, *, nnz: Any = None, sparsity: Any = None, thresholds: Any = None,
-                     values: Any = None, p: float = 2) -> Tuple[Tensor, ...]:
-    """Pure: :func:`~sparsekit_fx.block_masks` of every spec of ``tree``.
-
-    Args:
-        params: Mapping of parameter name to tensor.
-        tree: A spec or a tuple of specs.
-        nnz, sparsity, thresholds: Exactly one, as in ``block_masks``: one
-            value for all specs, or a tuple with one value per spec.
-        values: Score these tensors instead of params.
-        p: Norm order.
-
-    Returns:
-        One bool tensor per spec, in scope layout (True = kept).
+    A number, tensor or ``None`` is shared by every spec. A tuple/list/dict
+    with the spec tree's structure gives one value per spec.
     """
-    tree = as_tree(tree, "tree_block_masks")
-    return tuple(block_masks(params, s, values=values, p=p, **h)
-                 for s, h in zip(tree, _hyper(tree, "tree_block_masks", nnz=nnz, sparsity=sparsity,
-                                              thresholds=thresholds)))
+    if count == 1 or not isinstance(value, (tuple, list, Mapping)):
+        return [value] * count
+    leaves, vdef = pytree.tree_flatten(value, is_leaf=lambda x: not isinstance(x, (tuple, list, Mapping)))
+    if vdef != treedef:
+        raise ArgumentError(
+            describe(where, arg, "one shared value, or a container shaped like the spec tree",
+                     f"a {type(value).__name__} shaped {vdef}",
+                     f"pass a single {arg}, or one entry per spec in the same tuple/list/dict structure.")
+        )
+    return leaves
 
 
-def tree_masks(params: Any, tree: Any, *, nnz: Any = None, sparsity: Any = None, thresholds: Any = None,
-               values: Any = None, p: float = 2) -> Dict[str, Tensor]:
-    """Pure: element masks of every spec of ``tree``, AND-merged per parameter.
+def signature(spec: Any) -> Hashable:
+    """Pure: a hashable layout key equal for specs that differ only in parameter names.
 
-    Arguments as in :func:`tree_block_masks`.
-
-    Returns:
-        ``{name: BoolTensor[param_shape]}`` for every parameter the tree touches.
+    Names are replaced by their first-occurrence index within the spec, so the
+    pattern of which views share a parameter is kept.
     """
-    tree = as_tree(tree, "tree_masks")
-    hs = _hyper(tree, "tree_masks", nnz=nnz, sparsity=sparsity, thresholds=thresholds)
-    return merge_masks(*(masks(params, s, values=values, p=p, **h) for s, h in zip(tree, hs)))
+    names: Dict[str, int] = {}
+
+    def sig(s: Any) -> Hashable:
+        if isinstance(s, View):
+            slot = names.setdefault(s.param, len(names))
+            return ("V", slot, s.param_shape, s.shape, s.stride, s.offset)
+        if isinstance(s, BlockSpec):
+            return ("B", sig(s.view), s.shape, _extra(s))
+        if isinstance(s, BlockCoupling):
+            return ("BC", tuple(sig(x) for x in s.specs), s.orders)
+        if isinstance(s, ScopeSpec):
+            return ("S", sig(s.block), s.shape)
+        if isinstance(s, ScopeCoupling):
+            return ("SC", tuple(sig(x) for x in s.scopes), s.orders)
+        raise SpecError(describe("signature", "spec", "a spec", type(s).__name__, "pass a spec."))
+
+    return sig(spec)
 
 
-def tree_hard_threshold(params: Any, tree: Any, *, nnz: Any = None, sparsity: Any = None, thresholds: Any = None,
-                        values: Any = None, p: float = 2) -> Dict[str, Tensor]:
-    """Pure: :func:`~sparsekit_fx.hard_threshold` with every spec of ``tree`` in turn.
-
-    Each spec scores the output of the previous one (so a later spec never
-    revives what an earlier one zeroed). Arguments as in :func:`tree_block_masks`.
-
-    Returns:
-        A new params dict; entries no spec touches are the same objects. The
-        original input is left unchanged.
-    """
-    tree = as_tree(tree, "tree_hard_threshold")
-    out = params
-    for s, h in zip(tree, _hyper(tree, "tree_hard_threshold", nnz=nnz, sparsity=sparsity, thresholds=thresholds)):
-        out = hard_threshold(out, s, values=values, p=p, **h)
-    return dict(out)
+def _extra(block: BlockSpec) -> Hashable:
+    """Layout fields of a BlockSpec beyond view and shape (future-proof for options)."""
+    return tuple(
+        (f, getattr(block, f))
+        for f, fld in block.__dataclass_fields__.items()
+        if fld.compare and f not in ("view", "shape")
+    )
 
 
-def merge_masks(*mask_dicts: Any) -> Dict[str, Tensor]:
-    """Pure: AND-merge element-mask dicts (True = kept) key by key.
-
-    Raises:
-        ParamError: An argument is not a mapping.
-        ShapeMismatchError: Two masks of one name differ in shape.
-    """
-    out: Dict[str, Tensor] = {}
-    for i, md in enumerate(mask_dicts):
-        if not isinstance(md, Mapping):
-            raise ParamError(describe("merge_masks", f"mask_dicts[{i}]", "a mapping of name -> bool mask",
-                                      type(md).__name__, "pass dicts returned by masks(...)."))
-        for name, m in md.items():
-            if name not in out:
-                out[name] = m
-                continue
-            if tuple(m.shape) != tuple(out[name].shape):
-                raise ShapeMismatchError(describe("merge_masks", f"mask_dicts[{i}][{name!r}]",
-                                                  f"shape {tuple(out[name].shape)}", tuple(m.shape),
-                                                  "merge masks of the same parameters."))
-            out[name] = out[name] & m
+def levels(specs: Sequence[Any]) -> List[List[int]]:
+    """Pure: spec indices grouped by level, in tree order within each level."""
+    last: Dict[str, int] = {}
+    out: List[List[int]] = []
+    for i, s in enumerate(specs):
+        lvl = 0
+        for p in s.params():
+            if p in last and last[p] + 1 > lvl:
+                lvl = last[p] + 1
+        for p in s.params():
+            last[p] = lvl
+        while len(out) <= lvl:
+            out.append([])
+        out[lvl].append(i)
     return out
 
 
-# ---------------------------------------------------------------------------
-# block masks -> element masks (no params needed)
-# ---------------------------------------------------------------------------
-
-
-def _leaf_blocks(spec: Any) -> Sequence[BlockSpec]:
-    if isinstance(spec, BlockSpec):
-        return [spec]
-    if isinstance(spec, BlockCoupling):
-        return list(spec.specs)
-    if isinstance(spec, ScopeSpec):
-        return _leaf_blocks(spec.block)
-    return [b for s in spec.scopes for b in _leaf_blocks(s)]
-
-
-def _expand_one(spec: Any, keep: Any, where: str, arg: str) -> Dict[str, Tensor]:
-    if isinstance(spec, (BlockSpec, BlockCoupling)):
-        scope: Any = ScopeSpec(spec, ())  # one scope of all blocks: row-major order == grid order
-    elif isinstance(spec, (ScopeSpec, ScopeCoupling)):
-        scope = spec
-    else:
-        raise SpecError(describe(where, "spec", "a block or scope spec", type(spec).__name__,
-                                 "pass the spec the block masks were computed with."))
-    want = tuple(scope.grid_shape) + (scope.numblk_per_scope(),)
-    if not isinstance(keep, Tensor):
-        raise ParamError(describe(where, arg, f"a bool tensor of shape {want}", type(keep).__name__,
-                                  "pass block_masks(params, spec, ...)."))
-    if keep.numel() != scope.numblk() or (isinstance(spec, (ScopeSpec, ScopeCoupling)) and tuple(keep.shape) != want):
-        raise ShapeMismatchError(describe(where, arg, f"shape {want} (the spec's scope layout)", tuple(keep.shape),
-                                          "expand masks with the spec they were computed with."))
-    keep = keep.reshape(want).to(torch.uint8)
-    grids = scope_to_view_grids(scope, keep)
-    per_view = [expand_grid(g, b.shape) for g, b in zip(grids, _leaf_blocks(scope))]
-    groups: Dict[str, Any] = {}
-    for v, m in zip(scope.views(), per_view):
-        vs, ms = groups.setdefault(v.param, ([], []))
-        vs.append(v)
-        ms.append(m)
-    out = {}
-    for name, (vs, ms) in groups.items():
-        if len(vs) == 1 and vs[0].is_whole:
-            out[name] = ms[0] != 0
-        else:
-            base = torch.ones(vs[0].param_shape, dtype=torch.uint8, device=keep.device)
-            out[name] = write_views(base, vs, ms) != 0
-    return out
-
-
-def expand_block_masks(tree: Any, block_masks: Any) -> Dict[str, Tensor]:
-    """Pure: element masks from block masks, without params.
-
-    Args:
-        tree: A spec or a tuple of specs.
-        block_masks: For one spec, its block mask; for a tree, one per spec
-            (as returned by :func:`tree_block_masks`). A scope spec's mask is
-            in scope layout ``(*grid_shape, numblk_per_scope)``; a block spec's
-            may be any shape holding ``numblk`` entries in grid order.
-
-    Returns:
-        ``{name: BoolTensor[param_shape]}``, AND-merged over the tree;
-        elements outside every view are True.
-    """
-    where = "expand_block_masks"
-    single = is_spec(tree)
-    tree = as_tree(tree, where)
-    keeps = (block_masks,) if single else block_masks
-    if not isinstance(keeps, (tuple, list)) or len(keeps) != len(tree):
-        raise ArgumentError(describe(where, "block_masks", f"{len(tree)} block masks (one per spec)",
-                                     type(block_masks).__name__ if not isinstance(keeps, (tuple, list))
-                                     else f"{len(keeps)}", "pass the tuple returned by tree_block_masks."))
-    return merge_masks(*(_expand_one(s, k, where, f"block_masks[{i}]") for i, (s, k) in enumerate(zip(tree, keeps))))
-
+def groups(specs: Sequence[Any], indices: Sequence[int]) -> List[List[int]]:
+    """Pure: ``indices`` grouped by layout signature, first-seen order."""
+    by_sig: Dict[Hashable, List[int]] = {}
+    for i in indices:
+        by_sig.setdefault(signature(specs[i]), []).append(i)
+    return list(by_sig.values())

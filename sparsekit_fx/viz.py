@@ -27,7 +27,9 @@ from torch import Tensor, nn
 from .errors import ArgumentError, ParamError, describe
 from .layout import expand_grid, scope_to_view_grids, write_views
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
-from .tree import as_tree, expand_block_masks
+from .maskio import expand_block_masks
+from .ops import block_specs
+from .tree import flatten_specs
 
 __all__ = ["draw_layout", "sparsity_table", "print_sparsity_table", "layout_maps"]
 
@@ -45,16 +47,6 @@ _OUTSIDE = "#ffffff"
 # ---------------------------------------------------------------------------
 
 
-def _leaf_blocks(spec: Any) -> List[BlockSpec]:
-    if isinstance(spec, BlockSpec):
-        return [spec]
-    if isinstance(spec, BlockCoupling):
-        return list(spec.specs)
-    if isinstance(spec, ScopeSpec):
-        return _leaf_blocks(spec.block)
-    return [b for s in spec.scopes for b in _leaf_blocks(s)]
-
-
 def _scope_of(spec: Any) -> Any:
     return ScopeSpec(spec, ()) if isinstance(spec, (BlockSpec, BlockCoupling)) else spec
 
@@ -62,7 +54,7 @@ def _scope_of(spec: Any) -> Any:
 def _scatter(scope: Any, layout_values: Tensor, fill: int) -> Dict[str, Tensor]:
     """Per-parameter int maps of values given in scope layout (``fill`` outside the views)."""
     grids = scope_to_view_grids(scope, layout_values)
-    per_view = [expand_grid(g, b.shape) for g, b in zip(grids, _leaf_blocks(scope))]
+    per_view = [expand_grid(g, b.shape) for g, b in zip(grids, block_specs(scope))]
     groups: Dict[str, Any] = {}
     for v, m in zip(scope.views(), per_view):
         vs, ms = groups.setdefault(v.param, ([], []))
@@ -82,7 +74,7 @@ def layout_maps(tree: Any) -> Dict[str, Tuple[Tensor, Tensor]]:
     """
     out: Dict[str, Tuple[Tensor, Tensor]] = {}
     blk0 = scp0 = 0
-    for spec in as_tree(tree, "layout_maps"):
+    for spec in flatten_specs(tree, "layout_maps")[0]:
         if not isinstance(spec, (BlockSpec, BlockCoupling, ScopeSpec, ScopeCoupling)):
             raise ArgumentError(describe("layout_maps", "tree", "block or scope specs", type(spec).__name__,
                                          "wrap a View in a BlockSpec first."))
@@ -111,14 +103,12 @@ def _as_2d(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1)
 
 
-def _element_masks(tree: Tuple[Any, ...], masks: Any) -> Optional[Dict[str, Tensor]]:
+def _element_masks(tree: Any, masks: Any) -> Optional[Dict[str, Tensor]]:
     if masks is None:
         return None
     if isinstance(masks, Mapping):
         return {k: v.detach().cpu() != 0 for k, v in masks.items()}
-    if isinstance(masks, Tensor) and len(tree) == 1:
-        masks = (masks,)
-    return {k: v.cpu() for k, v in expand_block_masks(tree, tuple(m.detach().cpu() for m in masks)).items()}
+    return {k: v.cpu() for k, v in expand_block_masks(tree, masks).items()}
 
 
 # ---------------------------------------------------------------------------
@@ -175,8 +165,8 @@ def draw_layout(spec: Any, masks: Any = None, path: Union[str, "os.PathLike[str]
     Args:
         spec: A block or scope spec, or a tuple of them (a spec tree).
         masks: ``None`` (layout only), element masks ``{name: BoolTensor}``,
-            or block masks: one tensor (single spec) or a tuple aligned with
-            the tree, as from :func:`~sparsekit_fx.tree_block_masks`.
+            or block masks as returned by :func:`~sparsekit_fx.block_masks`
+            for ``spec`` (one tensor per spec, in the tree's structure).
         path: Where to write the PNG.
         max_rows, max_cols: Crop each panel to this many rows and columns.
         title: Figure title.
@@ -191,9 +181,9 @@ def draw_layout(spec: Any, masks: Any = None, path: Union[str, "os.PathLike[str]
         SparseKitError: The spec or masks are malformed.
     """
     Figure, LineCollection, Line2D, Patch = _require_matplotlib()
-    tree = as_tree(spec, "draw_layout")
-    maps = layout_maps(tree)
-    keep = _element_masks(tree, masks)
+    flatten_specs(spec, "draw_layout")  # a spec or a spec tree
+    maps = layout_maps(spec)
+    keep = _element_masks(spec, masks)
     names = list(maps)
     shapes = {n: _as_2d(maps[n][0]).shape for n in names}
     shown = {n: (min(shapes[n][0], max_rows), min(shapes[n][1], max_cols)) for n in names}

@@ -150,6 +150,16 @@ def test_parameter_claimed_by_two_rules():
                                         BlockRule("*.fc1.weight", (1, 1), (1, 4))])
 
 
+def test_allow_overlap_stacks_layouts_in_rule_order():
+    m = model(1)
+    rules = [skf.channel_rule("*.fc1.weight", "*.fc2.weight"), BlockRule("*.fc1.weight", (1, 1), (1, 4))]
+    tree = skf.specs_from_module(m, rules, allow_overlap=True)
+    assert len(tree) == 2
+    p = dict(m.named_parameters())
+    w = skf.hard_threshold(p, tree, sparsity=0.5)["layers.0.fc1.weight"]
+    assert int((w != 0).any(1).sum()) == 8 and int((w != 0).sum()) == 8 * 4  # 8 channels, then 2:4
+
+
 def test_wildcard_counts_must_agree():
     with pytest.raises(RuleError, match="same number of wildcards"):
         CoupleRule((Part("*.fc1.weight", (1, -1)), Part("fc2.weight", (-1, 1))))

@@ -37,9 +37,15 @@ def test_json_round_trip_keeps_layout_and_names(tmp_path):
     assert doc["format"] == "sparsekit_fx.specs" and doc["version"] == 1
 
 
-def test_single_spec_is_saved_as_a_one_spec_tree():
-    s = tree()[0]
-    assert skf.specs_from_json(skf.specs_to_json(s)) == (s,)
+def test_any_tree_shape_round_trips():
+    a, b, c, d = tree()
+    for t in (a, [a, b], {"x": (a, b), "y": [c, {"z": d}]}):
+        back = skf.specs_from_json(skf.specs_to_json(t))
+        assert back == t and type(back) is type(t)
+    with pytest.raises(FormatError, match="str"):
+        skf.specs_to_json({1: a})
+    with pytest.raises(skf.SpecError):
+        skf.specs_to_json(("nope",))
 
 
 def _doc(**change):
@@ -51,17 +57,19 @@ def _doc(**change):
 @pytest.mark.parametrize("text, match", [
     ("not json", "invalid JSON"),
     ("[1, 2]", "format"),
-    (json.dumps({"format": "other", "version": 1, "specs": []}), "not written by sparsekit_fx"),
+    (json.dumps({"format": "other", "version": 1, "tree": []}), "not written by sparsekit_fx"),
     (_doc(version=0), "re-create the specs"),
     (_doc(version=99), "newer sparsekit_fx"),
     (_doc(version="1"), "version"),
-    (_doc(specs=[]), "non-empty list"),
-    (_doc(specs=[{"type": "Mystery"}]), "specs\\[0\\].type"),
-    (_doc(specs=[{"type": "ScopeSpec", "shape": [1]}]), "key 'block'"),
-    (_doc(specs=[{"type": "View", "param": "w", "param_shape": [4], "shape": ["a"], "stride": [1], "offset": 0}]),
+    (_doc(tree={"type": "tuple", "items": []}), "non-empty spec tree"),
+    (_doc(tree={"type": "tuple", "items": 3}), "a list"),
+    (_doc(tree={"type": "tuple", "items": [{"type": "Mystery"}]}), "tree\\[0\\].type"),
+    (_doc(tree={"type": "ScopeSpec", "shape": [1]}), "key 'block'"),
+    (_doc(tree={"type": "View", "param": "w", "param_shape": [4], "shape": ["a"], "stride": [1], "offset": 0}),
      "list of ints"),
-    (_doc(specs=[{"type": "View", "param": "w", "param_shape": [4], "shape": [8], "stride": [1], "offset": 0}]),
+    (_doc(tree={"type": "View", "param": "w", "param_shape": [4], "shape": [8], "stride": [1], "offset": 0}),
      "invalid layout"),
+    (json.dumps({"format": "sparsekit_fx.specs", "version": 1}), "no 'tree' entry"),
 ])
 def test_bad_or_old_json(text, match):
     with pytest.raises(FormatError, match=match):
@@ -81,14 +89,14 @@ def test_bits_pack_and_unpack():
 def test_masks_round_trip_through_torch_save_compactly():
     t = tree()
     p = params(t)
-    keeps = skf.tree_block_masks(p, t, nnz=(2, 2, 4, 2))
+    keeps = skf.block_masks(p, t, nnz=(2, 2, 4, 2))
     sd = skf.masks_to_state_dict(t, keeps)
     buf = io.BytesIO()
     torch.save(sd, buf)
     buf.seek(0)
     t2, k2 = skf.masks_from_state_dict(torch.load(buf, weights_only=True))
     assert t2 == t and all(torch.equal(a, b) for a, b in zip(keeps, k2))
-    expected = skf.tree_masks(p, t, nnz=(2, 2, 4, 2))
+    expected = skf.masks(p, t, nnz=(2, 2, 4, 2))
     got = skf.expand_block_masks(t2, k2)
     assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
     # one bit per block: the channel spec's 16 blocks take 2 bytes
@@ -99,7 +107,8 @@ def test_block_spec_masks_round_trip():
     b = BlockSpec(View("w", (4, 8)), (1, 2))
     p = {"w": torch.randn(4, 8)}
     for keep in (skf.block_masks(p, b, nnz=5), skf.block_masks(p, b, thresholds=0.5)):
-        t, (k,) = skf.masks_from_state_dict(skf.masks_to_state_dict(b, keep))
+        t, k = skf.masks_from_state_dict(skf.masks_to_state_dict(b, keep))
+        assert t == b and isinstance(k, torch.Tensor)
         assert torch.equal(skf.expand_block_masks(b, k)["w"], skf.expand_block_masks(b, keep)["w"])
 
 
@@ -112,7 +121,7 @@ def test_block_spec_masks_round_trip():
 ])
 def test_bad_mask_state_dicts(mutate, match):
     t = tree()
-    sd = skf.masks_to_state_dict(t, skf.tree_block_masks(params(t), t, sparsity=0.5))
+    sd = skf.masks_to_state_dict(t, skf.block_masks(params(t), t, sparsity=0.5))
     mutate(sd)
     with pytest.raises(FormatError, match=match):
         skf.masks_from_state_dict(sd)
@@ -120,26 +129,10 @@ def test_bad_mask_state_dicts(mutate, match):
 
 def test_mask_state_dict_checks_shapes():
     t = tree()
-    with pytest.raises(skf.ShapeMismatchError):
-        skf.masks_to_state_dict(t, skf.tree_block_masks(params(t), t, sparsity=0.5)[:2])
+    with pytest.raises(skf.ArgumentError, match="one per spec"):
+        skf.masks_to_state_dict(t, skf.block_masks(params(t), t, sparsity=0.5)[:2])
     with pytest.raises(skf.ShapeMismatchError):
         skf.masks_to_state_dict(t[0], torch.ones(3, dtype=torch.bool))
-
-
-def test_tree_helpers_match_per_spec_ops():
-    t = tree()
-    p = params(t)
-    new = skf.tree_hard_threshold(p, t, sparsity=0.5)
-    ref = dict(p)
-    for s in t:
-        ref = skf.hard_threshold(ref, s, sparsity=0.5)
-    assert all(torch.equal(new[k], ref[k]) for k in p)
-    m = skf.tree_masks(p, t, sparsity=0.5)
-    assert all(torch.equal(new[k], torch.where(m[k], p[k], torch.zeros(()))) for k in p)
-    with pytest.raises(skf.ArgumentError, match="one per spec"):
-        skf.tree_masks(p, t, nnz=(1, 2))
-    with pytest.raises(skf.SpecError):
-        skf.as_tree(("nope",))
 
 
 def test_merge_masks_is_an_and():
@@ -180,7 +173,7 @@ def test_random_layouts_round_trip(case):
     p = {n: torch.randn(sh, generator=g) for n, sh in (("a", t[0].views()[0].param_shape),
                                                          ("c", t[1].views()[0].param_shape),
                                                          ("b", t[1].views()[1].param_shape))}
-    keeps = skf.tree_block_masks(p, t, sparsity=0.5)
+    keeps = skf.block_masks(p, t, sparsity=0.5)
     t2, k2 = skf.masks_from_state_dict(skf.masks_to_state_dict(t, keeps))
-    got, want = skf.expand_block_masks(t2, k2), skf.tree_masks(p, t, sparsity=0.5)
+    got, want = skf.expand_block_masks(t2, k2), skf.masks(p, t, sparsity=0.5)
     assert all(torch.equal(got[n], want[n]) for n in want)

@@ -24,7 +24,7 @@ def data():
 def test_functional_masks_after_update_inside_a_compiled_step():
     model, tree, params = setup()
     x, y = data()
-    masks = skf.tree_masks(params, tree, nnz=2)
+    masks = skf.masks(params, tree, nnz=2)
     params = skf.apply_masks(params, masks)
     cnt = CompileCounter()
 
@@ -49,7 +49,7 @@ def test_functional_masks_after_update_inside_a_compiled_step():
 def test_mask_keeper_reapplies_after_opt_step(opt_cls, mask_grads):
     model, tree, params = setup()
     x, y = data()
-    masks = skf.tree_masks(params, tree, nnz=2)
+    masks = skf.masks(params, tree, nnz=2)
     opt = opt_cls(model.parameters(), lr=0.1, weight_decay=0.1)
     ptrs = {n: p.data_ptr() for n, p in model.named_parameters()}
     with skf.MaskKeeper(model, masks, optimizer=opt, mask_grads=mask_grads) as keeper:
@@ -69,10 +69,10 @@ def test_mask_keeper_reapplies_after_opt_step(opt_cls, mask_grads):
 
 def test_mask_keeper_without_optimizer_hook_and_mask_updates():
     model, tree, params = setup()
-    keeper = skf.MaskKeeper(model, skf.tree_masks(params, tree, nnz=3))
+    keeper = skf.MaskKeeper(model, skf.masks(params, tree, nnz=3))
     w = model[0].weight
     assert int((w == 0).sum()) == 32 * 1  # 32 scopes of 4, one pruned in each
-    keeper.set_masks_(skf.tree_masks(params, tree, nnz=1))  # gradual pruning: tighter masks
+    keeper.set_masks_(skf.masks(params, tree, nnz=1))  # gradual pruning: tighter masks
     assert int((w == 0).sum()) == 32 * 3
     with torch.no_grad():
         w.add_(1.0)  # e.g. an unhooked update
@@ -84,7 +84,7 @@ def test_mask_keeper_without_optimizer_hook_and_mask_updates():
 def test_removed_hooks_stop_masking():
     model, tree, params = setup()
     x, y = data()
-    masks = skf.tree_masks(params, tree, nnz=2)
+    masks = skf.masks(params, tree, nnz=2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     keeper = skf.MaskKeeper(model, masks, optimizer=opt, mask_grads=True)
     keeper.remove()

@@ -47,7 +47,7 @@ def test_layout_only_tree_and_element_masks(tmp_path):
     p = {"fc1.weight": torch.randn(16, 8), "fc2.weight": torch.randn(8, 16), "w": torch.randn(3, 4, 8)}
     out = viz.draw_layout((ch, nm), None, tmp_path / "layout.png", title="t")
     assert (tmp_path / "layout.png").stat().st_size > 1000
-    m = skf.tree_masks(p, (ch, nm), nnz=(2, 2))
+    m = skf.masks(p, (ch, nm), nnz=(2, 2))
     viz.draw_layout((ch, nm), m, tmp_path / "masks.png", max_rows=4, max_cols=8)
     assert _near(_pixels(tmp_path / "masks.png"), PRUNED) > _near(_pixels(out), PRUNED) + 500
 

@@ -1,0 +1,169 @@
+"""The executor behind every public op: spec trees, levels and batched kernels.
+
+An op is a *kernel* plus validation. A kernel is a pure function
+
+    kernel(spec, xs, aux, hyper, want) -> {output: value}
+
+of one spec's view tensors ``xs`` (one per ``spec.views()`` entry), auxiliary
+view tensors ``aux`` (``{"values": [...], ...}``), per-spec hyper-parameter
+tensors ``hyper`` and the set of outputs wanted. It does no validation and
+only tensor math, so it can be ``vmap``-ed. Outputs are ``"x"`` (new view
+tensors), ``"mask"`` (uint8 view-shaped keep masks) and ``"keep"`` (one
+tensor per spec, e.g. block masks in scope layout).
+
+:func:`run` applies a kernel to a spec tree level by level (see
+:mod:`sparsekit_fx.tree`). Within a level, specs with the same layout
+signature are stacked and processed by one ``vmap``-ed call, so a compiled
+step emits one fused kernel chain per *layout* instead of one per parameter.
+Batching can be switched off with :func:`batching` (for debugging or
+measuring).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .inputs import view_sources
+from .layout import read_view, write_views
+from .tree import groups, levels
+
+__all__ = ["run", "batching", "batching_enabled", "by_param"]
+
+Kernel = Callable[..., Dict[str, Any]]
+
+_BATCH = [True]
+
+
+def batching_enabled() -> bool:
+    """Pure: whether same-layout specs are batched with vmap."""
+    return _BATCH[0]
+
+
+@contextlib.contextmanager
+def batching(enabled: bool) -> Iterator[None]:
+    """Mutates global state: enable or disable batching of same-layout specs within the block.
+
+    Compiled functions read this at trace time; changing it recompiles them.
+    """
+    old = _BATCH[0]
+    _BATCH[0] = bool(enabled)
+    try:
+        yield
+    finally:
+        _BATCH[0] = old
+
+
+def by_param(views: Sequence[Any], items: Sequence[Any]) -> List[Any]:
+    """Pure: ``(name, views, items)`` triples grouping ``items`` by their view's parameter."""
+    grouped: Dict[str, Any] = {}
+    for v, x in zip(views, items):
+        vs, xs = grouped.setdefault(v.param, ([], []))
+        vs.append(v)
+        xs.append(x)
+    return [(name, vs, xs) for name, (vs, xs) in grouped.items()]
+
+
+def _stack_hyper(values: List[Any]) -> Any:
+    """Shared value (in_dim None) if all specs use one object, else a stacked tensor."""
+    first = values[0]
+    if all(v is first for v in values):
+        return first, None
+    shape = torch.broadcast_shapes(*[tuple(v.shape) for v in values])
+    return torch.stack([v.expand(shape) for v in values]), 0
+
+
+def _call_group(kernel: Kernel, specs: Sequence[Any], xs: List[List[Tensor]], aux: List[Dict[str, List[Tensor]]],
+                hyper: List[Dict[str, Tensor]], want: frozenset) -> List[Dict[str, Any]]:
+    if len(specs) == 1 or not _BATCH[0]:
+        return [kernel(s, x, a, h, want) for s, x, a, h in zip(specs, xs, aux, hyper)]
+    rep = specs[0]
+    sx = [torch.stack(col) for col in zip(*xs)]
+    sa = {k: [torch.stack(col) for col in zip(*[a[k] for a in aux])] for k in aux[0]}
+    sh: Dict[str, Tensor] = {}
+    dims: Dict[str, Optional[int]] = {}
+    for k in hyper[0]:
+        sh[k], dims[k] = _stack_hyper([h[k] for h in hyper])
+    out = torch.func.vmap(lambda x, a, h: kernel(rep, x, a, h, want), in_dims=(0, 0, dims))(sx, sa, sh)
+    results: List[Dict[str, Any]] = []
+    for i in range(len(specs)):
+        results.append(torch.utils._pytree.tree_map(lambda t: t[i], out))
+    return results
+
+
+def run(
+    params: Any,
+    specs: Sequence[Any],
+    kernel: Kernel,
+    hypers: Sequence[Dict[str, Tensor]],
+    *,
+    where: str,
+    aux: Optional[Dict[str, Any]] = None,
+    want: frozenset = frozenset({"x"}),
+) -> Dict[str, Any]:
+    """Pure: apply ``kernel`` to every spec of a flattened tree, level by level.
+
+    Args:
+        params: Mapping of parameter name to tensor (validated here).
+        specs: The specs, in tree order.
+        kernel: See the module docstring.
+        hypers: One dict of hyper-parameter tensors per spec (no ``None``).
+        where: Name of the public op, for error messages.
+        aux: Optional ``{name: mapping keyed like params}`` of auxiliary
+            tensors (``values``, ``conditioners``), validated like params.
+        want: Outputs to produce: any of ``"x"``, ``"mask"``, ``"keep"``.
+
+    Returns:
+        ``{"params": new params dict}`` if ``"x"`` was produced (untouched
+        entries are the input objects), ``{"masks": {name: bool}}`` if
+        ``"mask"`` was wanted (the AND over all specs touching a parameter),
+        ``{"keep": [per spec]}`` if ``"keep"`` was wanted.
+    """
+    aux = {k: v for k, v in (aux or {}).items() if v is not None}
+    for s in specs:  # validate every spec before computing anything
+        view_sources(params, s.views(), where)
+        for k, m in aux.items():
+            view_sources(None, s.views(), where, values=m, values_arg=k)
+    lvls = levels(specs)
+    # Later levels need the pruned params of earlier ones.
+    inner_want = want | ({"x"} if len(lvls) > 1 else frozenset())
+    current = dict(params)
+    masks: Dict[str, Tensor] = {}
+    keeps: List[Any] = [None] * len(specs)
+    for lvl in lvls:
+        for grp in groups(specs, lvl):
+            gspecs = [specs[i] for i in grp]
+            xs = [[read_view(current[v.param], v) for v in s.views()] for s in gspecs]
+            ax = [{k: [read_view(m[v.param], v) for v in s.views()] for k, m in aux.items()} for s in gspecs]
+            outs = _call_group(kernel, gspecs, xs, ax, [hypers[i] for i in grp], inner_want)
+            for i, s, out in zip(grp, gspecs, outs):
+                if "x" in out:
+                    for name, vs, nx in by_param(s.views(), out["x"]):
+                        current[name] = write_views(current[name], vs, nx)
+                if "mask" in want:
+                    for name, vs, ms in by_param(s.views(), out["mask"]):
+                        m = _mask_of(vs, ms)
+                        masks[name] = m if name not in masks else masks[name] & m  # uint8 AND
+                if "keep" in want:
+                    keeps[i] = out["keep"]
+    result: Dict[str, Any] = {}
+    if "x" in want:
+        result["params"] = current
+    if "mask" in want:
+        # Masks stay uint8 until here: Inductor's CPU code for bool tensors is slow
+        # (and cannot vectorise some bool ops); viewing uint8 0/1 as bool is free.
+        result["masks"] = {k: m.view(torch.bool) for k, m in masks.items()}
+    if "keep" in want:
+        result["keep"] = keeps
+    return result
+
+
+def _mask_of(views: Sequence[Any], ms: Sequence[Tensor]) -> Tensor:
+    """uint8 parameter-shaped keep mask from uint8 view masks (1 outside the views)."""
+    if len(views) == 1 and views[0].is_whole:
+        return ms[0]
+    base = torch.ones(views[0].param_shape, dtype=torch.uint8, device=ms[0].device)
+    return write_views(base, views, ms)
