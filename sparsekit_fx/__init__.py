@@ -7,20 +7,45 @@ parameter name to tensor; :func:`write_through_` copies results back into a
 model. This module only re-exports the public API.
 """
 
+from .builder import SpecBuilder
 from .compile import compile_step
 from .engine import batching
 from .errors import (
     ArgumentError,
+    BuilderError,
     CouplingError,
+    DuplicateNameError,
+    FormatError,
     ParamError,
+    RuleError,
     ShapeMismatchError,
     SparseKitError,
     SpecError,
+    UnknownNameError,
+)
+from .maskio import (
+    expand_block_masks,
+    masks_from_state_dict,
+    masks_to_state_dict,
+    merge_masks,
+    pack_bits,
+    unpack_bits,
 )
 from .ops import apply_masks, block_masks, hard_threshold, masks
+from .rules import BlockRule, CoupleRule, Part, channel_rule, head_rule, specs_from_module
+from .schedules import (
+    Schedule,
+    constant_schedule,
+    cubic_schedule,
+    one_shot_schedule,
+    polynomial_schedule,
+)
 from .select import kth_largest, kth_mid, sparsity_to_nnz, threshold_mask, topk_mask
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, View
 from .stats import block_max, block_min, block_norms, block_reduce, scope_scores
+from .serialize import load_specs, save_specs, specs_from_json, specs_to_json
+from .training import MaskKeeper, masked_update
+from .viz import print_sparsity_table, sparsity_table
 from .write import write_through_
 
 __version__ = "0.1.0"
@@ -54,6 +79,38 @@ __all__ = [
     # compiled steps
     "compile_step",
     "batching",
+    # masks: merging, expanding, compact storage
+    "merge_masks",
+    "expand_block_masks",
+    "masks_to_state_dict",
+    "masks_from_state_dict",
+    "pack_bits",
+    "unpack_bits",
+    # specs from a model, and the builder
+    "specs_from_module",
+    "BlockRule",
+    "CoupleRule",
+    "Part",
+    "channel_rule",
+    "head_rule",
+    "SpecBuilder",
+    # spec trees to and from JSON
+    "specs_to_json",
+    "specs_from_json",
+    "save_specs",
+    "load_specs",
+    # schedules
+    "Schedule",
+    "constant_schedule",
+    "one_shot_schedule",
+    "polynomial_schedule",
+    "cubic_schedule",
+    # training
+    "masked_update",
+    "MaskKeeper",
+    # reporting (draw_layout lives in sparsekit_fx.viz: it needs matplotlib)
+    "sparsity_table",
+    "print_sparsity_table",
     # errors
     "SparseKitError",
     "SpecError",
@@ -61,4 +118,9 @@ __all__ = [
     "CouplingError",
     "ParamError",
     "ArgumentError",
+    "RuleError",
+    "BuilderError",
+    "UnknownNameError",
+    "DuplicateNameError",
+    "FormatError",
 ]

@@ -18,6 +18,11 @@ __all__ = [
     "CouplingError",
     "ParamError",
     "ArgumentError",
+    "RuleError",
+    "BuilderError",
+    "UnknownNameError",
+    "DuplicateNameError",
+    "FormatError",
     "describe",
 ]
 
@@ -49,6 +54,32 @@ class ParamError(SparseKitError, LookupError):
 class ArgumentError(SparseKitError, ValueError):
     """A hyper-parameter (nnz, sparsity, thresholds, p, ...) is out of range or
     of the wrong shape or type."""
+
+
+class RuleError(SparseKitError, ValueError):
+    """A rule of :func:`~sparsekit_fx.specs_from_module` matches nothing, or
+    matches a parameter its block/scope shapes do not fit."""
+
+
+class BuilderError(SparseKitError, ValueError):
+    """A :class:`~sparsekit_fx.SpecBuilder` call refers to a spec of the wrong
+    kind, reuses a spec already consumed, or leaves a block outside every scope."""
+
+
+class UnknownNameError(BuilderError, LookupError):
+    """A builder call names a spec that was never added."""
+
+    def __str__(self) -> str:  # LookupError would repr() the message; keep it readable.
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateNameError(BuilderError):
+    """A builder call adds a spec under a name that is already taken."""
+
+
+class FormatError(SparseKitError, ValueError):
+    """A saved spec tree or mask file is malformed, of another format, or of an
+    unsupported schema version."""
 
 
 def describe(where: str, arg: str, expected: Any, got: Any, fix: str) -> str:
