@@ -8,6 +8,7 @@ model. This module only re-exports the public API.
 """
 
 from .builder import SpecBuilder
+from .checks import check_finite
 from .compile import compile_step
 from .engine import batching
 from .errors import (
@@ -16,6 +17,7 @@ from .errors import (
     CouplingError,
     DuplicateNameError,
     FormatError,
+    NonFiniteError,
     ParamError,
     RuleError,
     ShapeMismatchError,
@@ -76,6 +78,8 @@ __all__ = [
     "apply_masks",
     # write-back
     "write_through_",
+    # eager value checks (the NaN/Inf policy)
+    "check_finite",
     # compiled steps
     "compile_step",
     "batching",
@@ -123,4 +127,5 @@ __all__ = [
     "UnknownNameError",
     "DuplicateNameError",
     "FormatError",
+    "NonFiniteError",
 ]
