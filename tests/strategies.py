@@ -275,14 +275,15 @@ def make_tensor(shape: Tuple[int, ...], dtype: torch.dtype, seed: int, ties: boo
 
 @st.composite
 def data(draw, shapes: Dict[str, Tuple[int, ...]], dtype: Optional[torch.dtype] = None,
-         specials: Optional[bool] = None) -> Dict[str, torch.Tensor]:
-    """Tensors for ``shapes`` plus an ``"untouched"`` entry, all of one dtype."""
+         specials: Optional[bool] = None, mixed: bool = False) -> Dict[str, torch.Tensor]:
+    """Tensors for ``shapes`` plus an ``"untouched"`` entry: one dtype, or one per tensor if ``mixed``."""
     dtype = draw(st.sampled_from(DTYPES)) if dtype is None else dtype
     ties = draw(st.booleans())
     specials = draw(st.integers(0, 4)) == 0 if specials is None else specials
     seed = draw(st.integers(0, 2**31 - 1))
     params = {
-        name: make_tensor(shape, dtype, seed + i, ties, specials, noncontiguous=draw(st.booleans()))
+        name: make_tensor(shape, draw(st.sampled_from(DTYPES)) if mixed else dtype, seed + i, ties, specials,
+                          noncontiguous=draw(st.booleans()))
         for i, (name, shape) in enumerate(sorted(shapes.items()))
     }
     params["untouched"] = make_tensor((3,), dtype, seed + 99, ties, specials)
