@@ -68,7 +68,7 @@ def check_finite(params: Any, spec: Any, *, values: Optional[Any] = None) -> Non
     for s in specs:
         view_sources(params, s.views(), _WHERE)
         if values is not None:
-            view_sources(None, s.views(), _WHERE, values=values)
+            view_sources(params, s.views(), _WHERE, values=values)
         for v in s.views():
             vs = by_param.setdefault(v.param, [])
             if v not in vs:

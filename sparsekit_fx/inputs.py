@@ -84,17 +84,22 @@ def view_sources(
     """
     out: List[Tensor] = []
     device = None
+    first = ""
     for v in views:
+        checked = []
         if params is not None:
-            src = check_param(params, v.param, v.param_shape, where, "params")
+            checked.append(("params", check_param(params, v.param, v.param_shape, where, "params")))
         if values is not None:
-            src = check_param(values, v.param, v.param_shape, where, values_arg)
-        if device is None:
-            device = src.device
-        elif src.device != device:
-            raise ParamError(
-                describe(where, "params", f"all tensors of one spec on one device ({device})",
-                         f"{v.param!r} on {src.device}", "move the coupled parameters to the same device.")
-            )
-        out.append(src)
+            checked.append((values_arg, check_param(values, v.param, v.param_shape, where, values_arg)))
+        for arg, src in checked:
+            if device is None:
+                device, first = src.device, f"{arg}[{v.param!r}]"
+            elif src.device != device:
+                raise ParamError(
+                    describe(where, arg, f"all tensors of one spec on one device ({first} is on {device})",
+                             f"{arg}[{v.param!r}] on {src.device}",
+                             f"move the coupled parameters and their {values_arg if values is not None else arg} "
+                             "to the same device.")
+                )
+        out.append(checked[-1][1])
     return out
