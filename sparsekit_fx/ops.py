@@ -103,7 +103,7 @@ def _thresholds(thresholds: Any, scope: Any, dtype: torch.dtype, device: torch.d
 def _nnz(nnz: Any, sparsity: Any, scope: Any, device: torch.device, where: str) -> Tensor:
     n = scope.numblk_per_scope()
     if sparsity is not None:
-        nnz = sparsity_to_nnz(scope, sparsity)
+        nnz = sparsity_to_nnz(scope, sparsity, _where=where)
     if isinstance(nnz, Tensor) and nnz.ndim != 0 and tuple(nnz.shape) != tuple(scope.grid_shape):
         raise ShapeMismatchError(
             describe(where, "nnz", f"an int, a 0-d tensor or shape {tuple(scope.grid_shape)} (the scope grid)",
@@ -321,7 +321,7 @@ def apply_masks(params: Any, masks: Any) -> Dict[str, Tensor]:
                                   "pass dict(model.named_parameters())."))
     out = dict(params)
     for name, m in masks.items():
-        x = check_param(params, name, None, where, "params")
+        x = check_param(params, name, None, where, "params", named_by="masks")
         if not isinstance(m, Tensor) or tuple(m.shape) != tuple(x.shape):
             got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
             raise ShapeMismatchError(describe(where, f"masks[{name!r}]", f"a tensor of shape {tuple(x.shape)}", got,
