@@ -28,10 +28,10 @@ import torch
 from torch import Tensor
 
 from .inputs import view_sources
-from .layout import read_view, write_views
+from .layout import by_param, read_view, views_to_param, write_views
 from .tree import groups, levels
 
-__all__ = ["run", "batching", "batching_enabled", "by_param"]
+__all__ = ["run", "batching", "batching_enabled"]
 
 Kernel = Callable[..., Dict[str, Any]]
 
@@ -55,16 +55,6 @@ def batching(enabled: bool) -> Iterator[None]:
         yield
     finally:
         _BATCH[0] = old
-
-
-def by_param(views: Sequence[Any], items: Sequence[Any]) -> List[Any]:
-    """Pure: ``(name, views, items)`` triples grouping ``items`` by their view's parameter."""
-    grouped: Dict[str, Any] = {}
-    for v, x in zip(views, items):
-        vs, xs = grouped.setdefault(v.param, ([], []))
-        vs.append(v)
-        xs.append(x)
-    return [(name, vs, xs) for name, (vs, xs) in grouped.items()]
 
 
 def _stack_hyper(values: List[Any]) -> Any:
@@ -176,7 +166,7 @@ def run(
                             stacks.owner.pop(name, None)
                 if "mask" in want:
                     for name, vs, ms in by_param(s.views(), out["mask"]):
-                        m = _mask_of(vs, ms)
+                        m = views_to_param(vs, ms, 1)
                         masks[name] = m if name not in masks else masks[name] & m  # uint8 AND
                 if "keep" in want:
                     keeps[i] = out["keep"]
@@ -190,11 +180,3 @@ def run(
     if "keep" in want:
         result["keep"] = keeps
     return result
-
-
-def _mask_of(views: Sequence[Any], ms: Sequence[Tensor]) -> Tensor:
-    """uint8 parameter-shaped keep mask from uint8 view masks (1 outside the views)."""
-    if len(views) == 1 and views[0].is_whole:
-        return ms[0]
-    base = torch.ones(views[0].param_shape, dtype=torch.uint8, device=ms[0].device)
-    return write_views(base, views, ms)

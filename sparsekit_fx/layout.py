@@ -16,12 +16,12 @@ Shapes, in the notation used throughout the package:
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from .specs import BlockSpec, ScopeSpec, View
+from .specs import BlockCoupling, BlockSpec, ScopeSpec, View
 
 __all__ = [
     "read_view",
@@ -36,6 +36,12 @@ __all__ = [
     "permute_grid",
     "unpermute_grid",
     "inverse_permutation",
+    "block_specs",
+    "by_param",
+    "views_to_param",
+    "scope_to_view_grids",
+    "block_to_view_grids",
+    "scope_to_params",
 ]
 
 Shape = Tuple[int, ...]
@@ -280,3 +286,56 @@ def scope_to_view_grids(scope: object, t: Tensor) -> List[Tensor]:
         out += scope_to_view_grids(s, part)
         start += n
     return out
+
+
+# ---------------------------------------------------------------------------
+# per-view pieces back to whole parameters
+# ---------------------------------------------------------------------------
+
+
+def block_specs(spec: Any) -> List[BlockSpec]:
+    """Pure: the BlockSpec behind each entry of ``spec.views()``, in the same order."""
+    if isinstance(spec, BlockSpec):
+        return [spec]
+    if isinstance(spec, BlockCoupling):
+        return list(spec.specs)
+    if isinstance(spec, ScopeSpec):
+        return block_specs(spec.block)
+    return [b for s in spec.scopes for b in block_specs(s)]
+
+
+def by_param(views: Sequence[View], items: Sequence[Any]) -> List[Any]:
+    """Pure: ``(name, views, items)`` triples grouping ``items`` by their view's parameter."""
+    grouped: Dict[str, Any] = {}
+    for v, x in zip(views, items):
+        vs, xs = grouped.setdefault(v.param, ([], []))
+        vs.append(v)
+        xs.append(x)
+    return [(name, vs, xs) for name, (vs, xs) in grouped.items()]
+
+
+def views_to_param(views: Sequence[View], values: Sequence[Tensor], fill: Any) -> Tensor:
+    """Pure: a parameter-shaped tensor holding ``values`` in ``views`` and ``fill`` elsewhere.
+
+    All views belong to one parameter. A single whole-parameter view returns its value as is.
+    """
+    if len(views) == 1 and views[0].is_whole:
+        return values[0]
+    base = torch.full(views[0].param_shape, fill, dtype=values[0].dtype, device=values[0].device)
+    return write_views(base, views, values)
+
+
+def scope_to_params(scope: Any, t: Tensor, fill: Any) -> Dict[str, Tensor]:
+    """Pure: per-block values in scope layout spread over the elements of every parameter.
+
+    Args:
+        scope: A ScopeSpec or ScopeCoupling.
+        t: ``(*scope.grid_shape, numblk_per_scope)`` values, one per block.
+        fill: Value of the elements outside every view of ``scope``.
+
+    Returns:
+        ``{name: tensor of param_shape}`` (``t``'s dtype) for each parameter.
+    """
+    grids = scope_to_view_grids(scope, t)
+    per_view = [expand_grid(g, b.shape) for g, b in zip(grids, block_specs(scope))]
+    return {name: views_to_param(vs, ms, fill) for name, vs, ms in by_param(scope.views(), per_view)}

@@ -31,7 +31,7 @@ from torch import Tensor
 from .engine import run
 from .errors import ArgumentError, ParamError, ShapeMismatchError, SpecError, describe
 from .inputs import check_param
-from .layout import expand_grid, grid_to_interleaved, interleave, scope_to_view_grids
+from .layout import block_specs, expand_grid, grid_to_interleaved, interleave, scope_to_view_grids
 from .select import _as_k, _topk_keys, float_keys, sparsity_to_nnz
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
 from .stats import check_p, scores_of
@@ -45,7 +45,6 @@ __all__ = [
     "as_scope",
     "keep_blocks",
     "apply_keep",
-    "block_specs",
 ]
 
 
@@ -140,17 +139,6 @@ def _acc(params: Any, scope: Any) -> torch.dtype:
 # ---------------------------------------------------------------------------
 # kernels (no validation; vmap-able)
 # ---------------------------------------------------------------------------
-
-
-def block_specs(spec: Any) -> List[BlockSpec]:
-    """Pure: the BlockSpec behind each entry of ``spec.views()``."""
-    if isinstance(spec, BlockSpec):
-        return [spec]
-    if isinstance(spec, BlockCoupling):
-        return list(spec.specs)
-    if isinstance(spec, ScopeSpec):
-        return block_specs(spec.block)
-    return [b for s in spec.scopes for b in block_specs(s)]
 
 
 def keep_blocks(scope: Any, scores: Tensor, nnz: Optional[Tensor], thresholds: Optional[Tensor]) -> Tensor:
