@@ -42,7 +42,7 @@ from .schedules import (
 )
 from .select import kth_largest, kth_mid, sparsity_to_nnz, threshold_mask, topk_mask
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, View
-from .stats import block_max, block_min, block_norms, block_reduce, scope_scores
+from .stats import block_max, block_mean, block_min, block_norms, block_reduce, scope_scores
 from .serialize import load_specs, save_specs, specs_from_json, specs_to_json
 from .training import MaskKeeper, masked_update
 from .viz import print_sparsity_table, sparsity_table
@@ -61,6 +61,7 @@ __all__ = [
     "block_norms",
     "block_min",
     "block_max",
+    "block_mean",
     "block_reduce",
     "scope_scores",
     # selection
