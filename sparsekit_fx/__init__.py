@@ -32,6 +32,15 @@ from .maskio import (
     unpack_bits,
 )
 from .ops import apply_masks, block_masks, hard_threshold, masks
+from .pruners import (
+    global_unstructured,
+    l1_unstructured,
+    ln_structured,
+    n_m_spec,
+    random_unstructured,
+    weight_norm_masks,
+    weight_norm_spec,
+)
 from .rules import BlockRule, CoupleRule, Part, channel_rule, head_rule, specs_from_module
 from .schedules import (
     Schedule,
@@ -75,6 +84,14 @@ __all__ = [
     "masks",
     "hard_threshold",
     "apply_masks",
+    # peer parity (WeightNormSparsifier, torch.nn.utils.prune, N:M)
+    "n_m_spec",
+    "weight_norm_spec",
+    "weight_norm_masks",
+    "l1_unstructured",
+    "random_unstructured",
+    "ln_structured",
+    "global_unstructured",
     # write-back
     "write_through_",
     # compiled steps
