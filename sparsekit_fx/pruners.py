@@ -391,15 +391,20 @@ def l1_unstructured(params: Any, name: str, amount: Any, *, values: Any = None) 
 
 
 def random_unstructured(params: Any, name: str, amount: Any, *, generator: Optional[torch.Generator] = None,
-                        seed: Optional[int] = None) -> Dict[str, Tensor]:
+                        seed: Optional[int] = None, noise: Optional[Tensor] = None) -> Dict[str, Tensor]:
     """Pure given its randomness: ``torch.nn.utils.prune.random_unstructured``.
 
     Draws ``u = torch.rand(w.shape, dtype=w.dtype, generator=...)`` and
     prunes the ``amount`` entries with the largest ``u``, as PyTorch does with
     ``torch.rand_like``. With ``seed=s`` the draws equal PyTorch's after
-    ``torch.manual_seed(s)`` (on CPU). Randomness is explicit: pass exactly one
-    of ``generator`` (advanced by the draw, like any torch sampler) or ``seed``
-    (a fresh generator; the call is then a pure function of its arguments).
+    ``torch.manual_seed(s)`` (CPU). Randomness is explicit: pass exactly one of
+
+    * ``generator``: a ``torch.Generator``, advanced by the draw (eager only:
+      ``torch.compile`` cannot trace generators);
+    * ``seed``: an int; a fresh generator makes the call a pure function of
+      its arguments (eager only, as above);
+    * ``noise``: the uniform draws themselves, a tensor of ``w``'s shape --
+      the form to use inside ``torch.compile`` (draw it outside).
 
     Args:
         params: Mapping of parameter name to tensor.
@@ -407,6 +412,7 @@ def random_unstructured(params: Any, name: str, amount: Any, *, generator: Optio
         amount: As in :func:`l1_unstructured`.
         generator: A ``torch.Generator`` on the parameter's device.
         seed: An int seed.
+        noise: Precomputed draws, shape ``w.shape``; the largest are pruned.
 
     Returns:
         ``{name: BoolTensor}``, True = kept. Ties among the draws keep the
@@ -414,16 +420,19 @@ def random_unstructured(params: Any, name: str, amount: Any, *, generator: Optio
     """
     where = "random_unstructured"
     w = check_param(params, name, None, where, "params")
-    if (generator is None) == (seed is None):
-        raise ArgumentError(describe(where, "generator/seed", "exactly one of them",
-                                     "both" if generator is not None else "neither",
-                                     "pass seed=0, or generator=torch.Generator().manual_seed(0)."))
-    if generator is None:
-        generator = torch.Generator(device=w.device).manual_seed(_int(seed, where, "seed", 0))
-    elif not isinstance(generator, torch.Generator):
-        raise ArgumentError(describe(where, "generator", "a torch.Generator", type(generator).__name__,
-                                     "pass torch.Generator().manual_seed(0), or seed=0."))
-    u = torch.rand(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+    given = [k for k, v in (("generator", generator), ("seed", seed), ("noise", noise)) if v is not None]
+    if len(given) != 1:
+        raise ArgumentError(describe(where, "generator/seed/noise", "exactly one of them", given or "none",
+                                     "pass seed=0, generator=torch.Generator().manual_seed(0), or noise=torch.rand(w.shape)."))
+    if noise is not None:
+        u = check_param({name: noise}, name, tuple(w.shape), where, "noise")
+    else:
+        if generator is None:
+            generator = torch.Generator(device=w.device).manual_seed(_int(seed, where, "seed", 0))
+        elif not isinstance(generator, torch.Generator):
+            raise ArgumentError(describe(where, "generator", "a torch.Generator", type(generator).__name__,
+                                         "pass torch.Generator().manual_seed(0), or seed=0."))
+        u = torch.rand(w.shape, generator=generator, dtype=w.dtype, device=w.device)
     scope = _flat_scope(name, tuple(w.shape))
     nnz = _nnz_from_amount(amount, scope.numblk_per_scope(), where)
     return masks(params, scope, nnz=nnz, scores=(-u).reshape(1, -1))
