@@ -264,6 +264,16 @@ def _drop_smallest(scores: Tensor, k: Any, ties: str) -> Tuple[Tensor, Any, Any]
     return keep, None, 0.5
 
 
+def _union(a: Tensor, b: Tensor) -> Tensor:
+    """Pure: ``a | b`` for bool masks, computed on uint8.
+
+    Inductor (torch 2.13, CPU) emits C++ that does not compile for some
+    vectorised ``bool | bool`` kernels (``Vectorized<bool>`` has no ``cast``);
+    the same OR on uint8 storage compiles and is exact.
+    """
+    return (a.view(torch.uint8) | b.view(torch.uint8)).view(torch.bool)
+
+
 def weight_norm_masks(
     params: Any,
     names: Names,
@@ -359,7 +369,7 @@ def _weight_norm_mask(params: Any, name: str, fn: Callable[[Tensor], Tensor], le
         # Block level: inside every block, drop the zpb smallest scores.
         inner = ScopeSpec(BlockSpec(View(name, tuple(w.shape)), ()), block.shape)
         scores, nnz, thr = _drop_smallest(to_blocks(s, block.shape), zpb, ties)
-        keep = keep | masks(p, inner, scores=scores, nnz=nnz, thresholds=thr)[name]
+        keep = _union(keep, masks(p, inner, scores=scores, nnz=nnz, thresholds=thr)[name])
     return keep
 
 

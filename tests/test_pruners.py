@@ -142,17 +142,27 @@ def wns_compiled():
     """One inductor-compiled WeightNormSparsifier step over two tensors, shared by the tests."""
 
     def step(p):
-        return skf.weight_norm_masks(p, ["a", "b"], sparsity_level=0.5, sparse_block_shape=(2, 4))
+        out = skf.weight_norm_masks(p, ["a", "b"], sparsity_level=0.5, sparse_block_shape=(2, 4))
+        out.update(skf.weight_norm_masks(p, "c", sparsity_level=0.5, sparse_block_shape=(1, 4), zeros_per_block=2,
+                                         ties="index"))
+        return out
 
     return torch.compile(step, fullgraph=True)
 
 
 def test_weight_norm_masks_compile_fullgraph_exactly(wns_compiled):
+    # "c" (zeros_per_block, ties="index") once hit an Inductor C++ error on `bool | bool`.
     for kind in ("ints", "randn"):
-        p = {"a": data(kind, (16, 24)), "b": data(kind, (7, 9))}
+        p = {"a": data(kind, (16, 24)), "b": data(kind, (7, 9)), "c": data(kind, (8, 12))}
         out = wns_compiled(p)
-        for k in p:
+        for k in ("a", "b"):
             assert torch.equal(out[k], wns_mask(p[k], sparsity_level=0.5, sparse_block_shape=(2, 4)).bool()), k
+        eager = skf.weight_norm_masks(p, "c", sparsity_level=0.5, sparse_block_shape=(1, 4), zeros_per_block=2,
+                                      ties="index")["c"]
+        assert torch.equal(out["c"], eager)
+        if kind == "randn":
+            exp = wns_mask(p["c"], sparsity_level=0.5, sparse_block_shape=(1, 4), zeros_per_block=2)
+            assert torch.equal(out["c"], exp)
 
 
 def test_weight_norm_tensor_level_never_recompiles_and_vmaps():
