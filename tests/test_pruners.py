@@ -97,6 +97,15 @@ def test_weight_norm_masks_norms_and_float64(norm):
                 assert torch.equal(got, wns_mask(w, **cfg).bool()), (kind, cfg)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_weight_norm_masks_half_precision(dtype):
+    # means are summed in float32 and rounded to the weight's dtype, as avg_pool2d does
+    for shape, block in (((16, 24), (2, 4)), ((7, 9), (2, 4))):
+        w = data("randn", shape).to(dtype)
+        cfg = dict(sparsity_level=0.5, sparse_block_shape=block)
+        assert torch.equal(skf.weight_norm_masks({"w": w}, "w", **cfg)["w"], wns_mask(w, **cfg).bool())
+
+
 def test_weight_norm_masks_with_nan_scores():
     w = data("ints", (8, 8))
     w[0, :4] = math.nan  # a NaN block ranks highest for the peer (topk) and for us
