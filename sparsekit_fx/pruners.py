@@ -20,8 +20,9 @@ follows no index rule (ten equal zeros, k=2 may give indices 7 and 9). So:
 
 * :func:`weight_norm_masks` has ``ties="torch"`` (default): it computes the
   peer's scores bit for bit and lets ``torch.topk`` pick the zeroed blocks
-  among them, which reproduces the peer's masks exactly, ties included (on
-  CPU; other devices have other topk kernels). ``ties="index"`` uses the
+  among them, which reproduces the peer's masks exactly, ties included
+  (tested on CPU; elsewhere it calls that device's topk, like the peer).
+  ``ties="index"`` uses the
   library's rule instead and also accepts a tensor ``sparsity_level``.
 * The ``torch.nn.utils.prune`` helpers use the library's rule: they equal
   PyTorch on data without ties at the cut, and on tied data they keep the
