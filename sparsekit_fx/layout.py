@@ -388,5 +388,5 @@ def scope_to_params(scope: Any, t: Tensor, fill: Any) -> Dict[str, Tensor]:
         ``{name: tensor of param_shape}`` (``t``'s dtype) for each parameter.
     """
     grids = scope_to_view_grids(scope, t)
-    per_view = [expand_grid(g, b.shape) for g, b in zip(grids, block_specs(scope))]
+    per_view = [expand_grid(g, b.shape, b.padding) for g, b in zip(grids, block_specs(scope))]
     return {name: views_to_param(vs, ms, fill) for name, vs, ms in by_param(scope.views(), per_view)}

@@ -150,3 +150,21 @@ def test_padded_ops_compile_vmap_and_grad():
             assert torch.equal(a[i], b)
     g = torch.func.grad(lambda w: f(w, torch.tensor(2))[0].sum())(w)
     assert torch.equal(g, skf.masks({"w": w}, spec, nnz=2)["w"].float())
+
+
+def test_padded_specs_through_json_mask_files_and_layout_maps():
+    from sparsekit_fx.viz import layout_maps
+
+    b = BlockSpec(View("w", (5, 7)), (2, 3), pad=True)
+    tree = {"padded": ScopeSpec(b, (1, -1)), "plain": ScopeSpec(BlockSpec(View("v", (4, 4)), (1, 2)), (1, 2))}
+    back = skf.specs_from_json(skf.specs_to_json(tree))
+    assert back == tree and back["padded"].block.pad and back["padded"].block.padding == (1, 2)
+    assert '"pad"' not in skf.specs_to_json(tree["plain"])  # unpadded files are unchanged
+    params = {"w": torch.randn(5, 7), "v": torch.randn(4, 4)}
+    keep = skf.block_masks(params, tree, nnz={"padded": 1, "plain": 1})
+    expanded = skf.expand_block_masks(tree, keep)
+    assert torch.equal(expanded["w"], skf.masks(params, tree["padded"], nnz=1)["w"])
+    t, k = skf.masks_from_state_dict(skf.masks_to_state_dict(tree, keep))
+    assert t == tree and torch.equal(skf.expand_block_masks(t, k)["w"], expanded["w"])
+    block_id, _ = layout_maps(tree["padded"])["w"]
+    assert block_id.shape == (5, 7) and block_id[4, 6] == b.numblk() - 1 and block_id[:2, :3].eq(0).all()
