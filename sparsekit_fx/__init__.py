@@ -32,6 +32,15 @@ from .maskio import (
     unpack_bits,
 )
 from .ops import apply_masks, block_masks, hard_threshold, masks
+from .pruners import (
+    global_unstructured,
+    l1_unstructured,
+    ln_structured,
+    n_m_spec,
+    random_unstructured,
+    weight_norm_masks,
+    weight_norm_spec,
+)
 from .rules import BlockRule, CoupleRule, Part, channel_rule, head_rule, specs_from_module
 from .schedules import (
     Schedule,
@@ -42,7 +51,7 @@ from .schedules import (
 )
 from .select import kth_largest, kth_mid, sparsity_to_nnz, threshold_mask, topk_mask
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, View
-from .stats import block_max, block_min, block_norms, block_reduce, scope_scores
+from .stats import block_max, block_mean, block_min, block_norms, block_reduce, scope_scores
 from .serialize import load_specs, save_specs, specs_from_json, specs_to_json
 from .training import MaskKeeper, masked_update
 from .viz import print_sparsity_table, sparsity_table
@@ -61,6 +70,7 @@ __all__ = [
     "block_norms",
     "block_min",
     "block_max",
+    "block_mean",
     "block_reduce",
     "scope_scores",
     # selection
@@ -74,6 +84,14 @@ __all__ = [
     "masks",
     "hard_threshold",
     "apply_masks",
+    # peer parity (WeightNormSparsifier, torch.nn.utils.prune, N:M)
+    "n_m_spec",
+    "weight_norm_spec",
+    "weight_norm_masks",
+    "l1_unstructured",
+    "random_unstructured",
+    "ln_structured",
+    "global_unstructured",
     # write-back
     "write_through_",
     # compiled steps

@@ -164,6 +164,9 @@ def apply_keep(scope: Any, xs: List[Tensor], keep: Tensor) -> List[Tensor]:
         if b.ndim == 0:
             out.append(torch.where(g, x, zero))
             continue
+        if b.pad:  # partial edge blocks: broadcast the grid over the view, padding cropped
+            out.append(torch.where(expand_grid(g, b.shape, b.padding), x, zero))
+            continue
         kept = torch.where(grid_to_interleaved(g, b.ndim), interleave(x, b.shape), zero)
         out.append(kept.reshape(x.shape))
     return out
@@ -171,7 +174,7 @@ def apply_keep(scope: Any, xs: List[Tensor], keep: Tensor) -> List[Tensor]:
 
 def _view_masks(scope: Any, keep: Tensor) -> List[Tensor]:
     grids = scope_to_view_grids(scope, keep.to(torch.uint8))
-    return [expand_grid(g, b.shape) for g, b in zip(grids, block_specs(scope))]
+    return [expand_grid(g, b.shape, b.padding) for g, b in zip(grids, block_specs(scope))]
 
 
 def _select_kernel(p: float) -> Any:
