@@ -2,9 +2,9 @@
 
 Specs (:class:`View`, :class:`BlockSpec`, :class:`BlockCoupling`,
 :class:`ScopeSpec`, :class:`ScopeCoupling`) describe a layout; pure functions
-compute block statistics, masks and thresholded parameters from a mapping of
-parameter name to tensor; :func:`write_through_` copies results back into a
-model. This module only re-exports the public API.
+compute block statistics, masks, hard- and soft-thresholded parameters from a
+mapping of parameter name to tensor; :func:`write_through_` copies results back
+into a model. This module only re-exports the public API.
 """
 
 from .errors import (
@@ -16,6 +16,7 @@ from .errors import (
     SpecError,
 )
 from .ops import apply_masks, block_masks, hard_threshold, masks
+from .prox_ops import soft_threshold, soft_threshold_views
 from .select import kth_largest, kth_mid, sparsity_to_nnz, threshold_mask, topk_mask
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, View
 from .stats import block_max, block_min, block_norms, block_reduce, scope_scores
@@ -47,6 +48,9 @@ __all__ = [
     "masks",
     "hard_threshold",
     "apply_masks",
+    # proximal operators
+    "soft_threshold",
+    "soft_threshold_views",
     # write-back
     "write_through_",
     # errors
