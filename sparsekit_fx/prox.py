@@ -19,7 +19,7 @@ increasing and concave (More & Sorensen). Hence:
   and lies on the safe side of the root;
 * Newton on ``G`` then increases ``rho`` monotonically to the root and needs no
   bracket; we take Halley steps (one more moment per pass, cubic
-  convergence), limited to at most four Newton steps forward and to a
+  convergence), limited to at most twice the Newton step forward and to a
   doubling of ``mu`` backward, which only rounding noise can ask for.
 
 Every pass reads the block once and does one division per element. The
@@ -66,8 +66,7 @@ __all__ = [
 PASSES = 3
 
 # Limits of one Halley step, as multiples of the Newton step on G(rho).
-_MAX_FORWARD = 4.0  # i.e. 1 - kappa is clamped to >= 1/4 ...
-_MIN_DENOM = 1.0 / _MAX_FORWARD
+_MIN_DENOM = 0.5  # 1 - kappa >= 1/2: at most twice the Newton step forward ...
 _MAX_BACKWARD = -0.5  # ... and mu grows by at most 2x per pass.
 
 
@@ -154,8 +153,10 @@ def euclidean_prox(block: object, xs: Sequence[Tensor], t: Tensor) -> List[Tenso
     vs = [_inter(x.to(acc), s) for x, s in zip(xs, specs)]
     t = t.to(acc).clamp_min(0)
     n2 = block_sum(block, [v * v for v in vs])
-    keep = (n2 > t * t).detach()
-    factor = torch.where(keep, 1 - t / torch.sqrt(torch.where(keep, n2, 1.0)), 0.0)
+    td = t.detach()
+    keep = (torch.sqrt(n2.detach()) > td) | (td <= 0)  # t = 0 is the identity, zero blocks included
+    safe = keep & (n2.detach() > 0)
+    factor = torch.where(keep, 1 - t / torch.sqrt(torch.where(safe, n2, 1.0)), 0.0)
     return _outputs(block, [v * f for v, f in zip(vs, to_parts(block, factor))], xs)
 
 
@@ -206,7 +207,7 @@ def solve_mu(
 
     Returns:
         ``(mu, keep)`` in the coupled grid. ``keep`` is True where the block
-        survives (``||h v|| > t``); ``mu`` is 1 where it does not. ``mu``
+        survives (``||h v|| > t``, or ``t == 0``); ``mu`` is 1 where it does not. ``mu``
         carries the implicit-function gradient (its value is the solution).
     """
     specs, _ = _specs(block)
@@ -224,10 +225,13 @@ def _solve(block: object, a: Sequence[Tensor], h: Sequence[Tensor], t: Tensor, p
     td = t.detach()
     a2 = block_sum(block, [x * x for x in ad])
     a2h = block_sum(block, [x * x * y for x, y in zip(ad, hd)])
-    keep = a2 > td * td
-    a2_safe = torch.where(keep, a2, 1.0)
-    gap = torch.where(keep, torch.sqrt(a2_safe) - td, 1.0)
-    t_safe = torch.where(keep & (td > 0), td, 1.0)
+    norm = torch.sqrt(a2)
+    # Survivors: ||a|| > t (compared after the same rounding as the gap below,
+    # so the gap is > 0), and every block when t = 0 (the prox is the identity).
+    keep = (norm > td) | (td <= 0)
+    a2_safe = torch.where(a2 > 0, a2, 1.0)
+    gap = torch.where(norm > td, norm - td, 1.0)
+    t_safe = torch.where(td > 0, td, 1.0)
     # Newton step on G(rho) from rho = 0 (mu = inf): mu_0 = t * h_eff / (||a|| - t).
     mu = torch.where(keep, td * a2h / (a2_safe * gap), 1.0)
     for _ in range(passes - 1):
@@ -242,7 +246,7 @@ def _solve(block: object, a: Sequence[Tensor], h: Sequence[Tensor], t: Tensor, p
     n2 = torch.where(keep, n2g.detach(), 1.0)
     s1 = torch.where(keep & (s1g.detach() > 0), s1g.detach(), 1.0)
     mu = torch.where(keep, _halley(prev, n2, s1, s2g.detach(), td, t_safe), 1.0)
-    n_g = torch.sqrt(torch.where(keep, n2g, 1.0))
+    n_g = torch.sqrt(torch.where(keep & (n2g.detach() > 0), n2g, 1.0))
     psi = prev * n_g - t  # = 0 at the solution; d psi / d mu = S1 / N
     step = (psi - psi.detach()) * (n_g / s1).detach()
     return mu - torch.where(keep, step, 0.0), keep
@@ -275,7 +279,8 @@ def preconditioned_prox(
     if sum(s.numel_per_block() for s in specs) == 1:
         (v,), (h,), (ai,) = vs, hs_, a
         (tp,) = to_parts(block, t)
-        out = torch.where((ai.abs() > tp).detach(), v - tp * torch.sign(v) / h, 0.0)
+        keep = (ai.abs() > tp) | (tp <= 0)
+        out = torch.where(keep.detach(), v - tp * torch.sign(v) / h, 0.0)
         return _outputs(block, [out], xs)
     mu, keep = _solve(block, a, hs_, t, passes)
     outs = [

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from .errors import ArgumentError, ParamError, ShapeMismatchError, SpecError, describe
-from .layout import expand_grid, unpermute_grid
+from .inputs import view_sources
+from .layout import expand_grid, read_view, unpermute_grid
 from .ops import _assemble
 from .prox import PASSES, euclidean_prox, preconditioned_prox
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
@@ -163,8 +164,10 @@ def read_conditioners(params: Any, spec: Any, conditioners: Any, xs: Sequence[Te
             describe(where, "conditioners", "None or a mapping of parameter name -> Tensor",
                      type(conditioners).__name__, "pass a dict keyed like params, e.g. adam_conditioners(opt, params).")
         )
-    hs = read_views(params, spec, where, conditioners)
-    for v, x, h in zip(spec.views(), xs, hs):
+    views = spec.views()
+    sources = view_sources(params, views, where, values=conditioners, values_arg="conditioners")
+    hs = [read_view(t, v) for t, v in zip(sources, views)]
+    for v, x, h in zip(views, xs, hs):
         if h.device != x.device:
             raise ParamError(
                 describe(where, f"conditioners[{v.param!r}]", f"a tensor on {x.device} (the parameter's device)",
