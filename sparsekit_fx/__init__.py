@@ -2,11 +2,13 @@
 
 Specs (:class:`View`, :class:`BlockSpec`, :class:`BlockCoupling`,
 :class:`ScopeSpec`, :class:`ScopeCoupling`) describe a layout; pure functions
-compute block statistics, masks, hard- and soft-thresholded parameters from a
-mapping of parameter name to tensor; :func:`write_through_` copies results back
-into a model. This module only re-exports the public API.
+compute block statistics, masks, hard- and soft-thresholded parameters and a
+functional Adam + prox step from a mapping of parameter name to tensor;
+:func:`write_through_` copies results back into a model. This module only
+re-exports the public API.
 """
 
+from .adam import ProxAdamState, adam_conditioners, prox_adam_init, prox_adam_step
 from .errors import (
     ArgumentError,
     CouplingError,
@@ -48,9 +50,13 @@ __all__ = [
     "masks",
     "hard_threshold",
     "apply_masks",
-    # proximal operators
+    # proximal operators and the functional Adam + prox step
     "soft_threshold",
     "soft_threshold_views",
+    "prox_adam_init",
+    "prox_adam_step",
+    "ProxAdamState",
+    "adam_conditioners",
     # write-back
     "write_through_",
     # errors

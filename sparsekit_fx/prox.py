@@ -24,10 +24,12 @@ increasing and concave (More & Sorensen). Hence:
 
 Every pass reads the block once and does one division per element. The
 relative residual ``|mu ||x|| - t| / t`` reaches float32 rounding level
-(<= 4 eps) after 3 passes (the default) when ``h`` varies by up to ~10^3
-inside a block (Adam-like conditioners); widely spread ``h`` (10^6 and more)
-needs 4 passes. Iterates approach the root from the over-shrinking side, so
-an unconverged block is shrunk slightly too much, never too little.
+(<= 4 eps) after 3 passes (the float32 default, :data:`PASSES`) for
+Adam-like conditioners and for ``h`` log-normally spread with sigma <= 2
+inside a block (ratios up to ~10^4); sigma = 3 (ratios ~10^7) needs 4.
+Float64 reaches its own rounding level after 4-5 passes (default
+:data:`PASSES_FLOAT64`). Iterates approach the root from the over-shrinking
+side, so an unconverged block is shrunk slightly too much, never too little.
 
 Gradients are implicit-function gradients: the last pass also returns a
 zero-valued term ``-(psi(mu; v, h, t) - stop_grad(psi)) / stop_grad(psi')`` with
@@ -55,6 +57,8 @@ from .specs import BlockSpec
 
 __all__ = [
     "PASSES",
+    "PASSES_FLOAT64",
+    "default_passes",
     "euclidean_prox",
     "preconditioned_prox",
     "solve_mu",
@@ -62,8 +66,10 @@ __all__ = [
     "to_parts",
 ]
 
-#: Default number of solver passes over each block (see module docstring).
+#: Default number of solver passes over each block in float32 (and half) precision.
 PASSES = 3
+#: Default number of solver passes when computing in float64.
+PASSES_FLOAT64 = 5
 
 # Limits of one Halley step, as multiples of the Newton step on G(rho).
 _MIN_DENOM = 0.5  # 1 - kappa >= 1/2: at most twice the Newton step forward ...
@@ -124,6 +130,11 @@ def to_parts(block: object, g: Tensor) -> List[Tensor]:
 
 def _acc(*ts: Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in ts) else torch.float32
+
+
+def default_passes(dtype: torch.dtype) -> int:
+    """Pure: the default number of solver passes for computing in ``dtype``."""
+    return PASSES_FLOAT64 if dtype == torch.float64 else PASSES
 
 
 def _outputs(block: object, parts: Sequence[Tensor], xs: Sequence[Tensor]) -> List[Tensor]:
@@ -194,7 +205,7 @@ def _halley(mu: Tensor, n2: Tensor, s1: Tensor, s2: Tensor, t: Tensor, t_safe: T
 
 
 def solve_mu(
-    block: object, xs: Sequence[Tensor], hs: Sequence[Tensor], t: Tensor, passes: int = PASSES
+    block: object, xs: Sequence[Tensor], hs: Sequence[Tensor], t: Tensor, passes: Optional[int] = None
 ) -> Tuple[Tensor, Tensor]:
     """Pure: the multiplier ``mu`` of the diagonal-metric prox of every (coupled) block.
 
@@ -203,7 +214,7 @@ def solve_mu(
         xs: View tensors of the values ``v``.
         hs: View tensors of the diagonal metric ``h`` (> 0), same shapes.
         t: Thresholds, 0-d or ``(*lead, *block.grid_shape)``, >= 0.
-        passes: Solver passes (>= 1).
+        passes: Solver passes (>= 1); ``None`` picks :func:`default_passes`.
 
     Returns:
         ``(mu, keep)`` in the coupled grid. ``keep`` is True where the block
@@ -216,7 +227,7 @@ def solve_mu(
     hs_ = [_inter(h.to(acc), s) for h, s in zip(hs, specs)]
     t = t.to(acc).clamp_min(0)
     a = [h * v for h, v in zip(hs_, vs)]
-    return _solve(block, a, hs_, t, passes)
+    return _solve(block, a, hs_, t, passes or default_passes(acc))
 
 
 def _solve(block: object, a: Sequence[Tensor], h: Sequence[Tensor], t: Tensor, passes: int) -> Tuple[Tensor, Tensor]:
@@ -253,7 +264,7 @@ def _solve(block: object, a: Sequence[Tensor], h: Sequence[Tensor], t: Tensor, p
 
 
 def preconditioned_prox(
-    block: object, xs: Sequence[Tensor], hs: Sequence[Tensor], t: Tensor, passes: int = PASSES
+    block: object, xs: Sequence[Tensor], hs: Sequence[Tensor], t: Tensor, passes: Optional[int] = None
 ) -> List[Tensor]:
     """Pure: ``argmin_x 1/2 (x-v)^T diag(h) (x-v) + t ||x||`` per (coupled) block.
 
@@ -263,7 +274,8 @@ def preconditioned_prox(
         hs: View tensors of the diagonal metric ``h`` (> 0), same shapes.
         t: Thresholds, 0-d or ``(*lead, *block.grid_shape)``; negative
             values act as 0.
-        passes: Solver passes (>= 1); see the module docstring.
+        passes: Solver passes (>= 1); ``None`` picks :func:`default_passes`
+            of the computation dtype. See the module docstring.
 
     Returns:
         New view tensors (same shapes and dtypes as ``xs``). Blocks with
@@ -282,7 +294,7 @@ def preconditioned_prox(
         keep = (ai.abs() > tp) | (tp <= 0)
         out = torch.where(keep.detach(), v - tp * torch.sign(v) / h, 0.0)
         return _outputs(block, [out], xs)
-    mu, keep = _solve(block, a, hs_, t, passes)
+    mu, keep = _solve(block, a, hs_, t, passes or default_passes(acc))
     outs = [
         torch.where(k, ai / (hi + m), 0.0)
         for ai, hi, m, k in zip(a, hs_, to_parts(block, mu), to_parts(block, keep))

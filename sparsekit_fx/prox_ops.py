@@ -27,7 +27,7 @@ from .errors import ArgumentError, ParamError, ShapeMismatchError, SpecError, de
 from .inputs import view_sources
 from .layout import expand_grid, read_view, unpermute_grid
 from .ops import _assemble
-from .prox import PASSES, euclidean_prox, preconditioned_prox
+from .prox import PASSES, PASSES_FLOAT64, euclidean_prox, preconditioned_prox
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
 from .stats import read_views
 
@@ -48,7 +48,7 @@ def _block_thresholds(scope: ScopeSpec, t: Tensor) -> Tensor:
 
 
 def _prox_block(block: Any, xs: Sequence[Tensor], t: Tensor, hs: Optional[Sequence[Tensor]],
-                scale: bool, passes: int) -> List[Tensor]:
+                scale: bool, passes: Optional[int]) -> List[Tensor]:
     if scale:
         t = t * math.sqrt(block.numel_per_block())
     if hs is None:
@@ -63,7 +63,7 @@ def soft_threshold_views(
     conditioner_xs: Optional[Sequence[Tensor]] = None,
     *,
     scale: bool = False,
-    passes: int = PASSES,
+    passes: Optional[int] = None,
 ) -> List[Tensor]:
     """Pure: the soft-thresholding kernel on view tensors; no validation.
 
@@ -79,7 +79,8 @@ def soft_threshold_views(
       positive tensor per view with the same shapes (diagonal metric ``h``).
     * ``scale`` multiplies each block's threshold by
       ``sqrt(numel_per_block)`` of its (coupled) block; ``passes`` is the
-      number of solver passes of the preconditioned prox (>= 1).
+      number of solver passes of the preconditioned prox (>= 1, or ``None``
+      for the dtype's default).
 
     Only reshapes, permutes, reductions and elementwise math are used, so the
     kernel runs under ``torch.compile(fullgraph=True)``, ``vmap`` and
@@ -149,11 +150,14 @@ def check_thresholds(thresholds: Any, spec: Any, dtype: torch.dtype, device: tor
     return torch.full((), value, dtype=dtype, device=device)
 
 
-def check_passes(passes: Any, where: str) -> int:
-    """Pure: validate the number of solver passes (a Python int >= 1)."""
+def check_passes(passes: Any, where: str) -> Optional[int]:
+    """Pure: validate the number of solver passes (``None`` or a Python int >= 1)."""
+    if passes is None:
+        return None
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-        raise ArgumentError(describe(where, "passes", "a Python int >= 1", repr(passes),
-                                     f"use the default ({PASSES}) or more for widely spread conditioners."))
+        raise ArgumentError(describe(where, "passes", "None or a Python int >= 1", repr(passes),
+                                     f"omit it (default {PASSES}, {PASSES_FLOAT64} in float64) or pass more "
+                                     "for widely spread conditioners."))
     return passes
 
 
@@ -188,7 +192,7 @@ def soft_threshold(
     *,
     conditioners: Any = None,
     scale: bool = False,
-    passes: int = PASSES,
+    passes: Optional[int] = None,
 ) -> Dict[str, Tensor]:
     """Pure: the proximal map of ``thresholds * ||block||_2`` for every (coupled) block.
 
@@ -215,8 +219,9 @@ def soft_threshold(
         scale: Multiply each block's threshold by ``sqrt(numel_per_block)``
             of its (coupled) block.
         passes: Solver passes of the preconditioned prox (>= 1). The default
-            reaches float32 precision for conditioners varying up to ~10^3
-            within a block; use 4 for wider spreads.
+            (``None``: 3, or 5 when computing in float64) reaches the
+            dtype's precision for Adam-like conditioners and spreads up to
+            ~10^4 within a block; pass 4 for wider spreads in float32.
 
     Returns:
         A new dict with the same keys as ``params``: touched parameters are
