@@ -33,7 +33,9 @@ side, so an unconverged block is shrunk slightly too much, never too little.
 
 Gradients are implicit-function gradients: the last pass also returns a
 zero-valued term ``-(psi(mu; v, h, t) - stop_grad(psi)) / stop_grad(psi')`` with
-``psi = mu ||x(mu)|| - t``, evaluated at the previous iterate. No custom
+``psi = mu ||x(mu)|| - t``, evaluated at the iterate that pass starts from
+(already at the dtype's precision whenever one pass fewer would do, e.g. for
+Adam-like conditioners), so it costs no extra pass over the data. No custom
 ``autograd.Function`` is used (its backward is ignored under
 ``torch.compile`` with ``torch.func`` transforms in this torch build), so the
 formula works under ``grad``, ``vmap`` and ``compile`` alike. Zeroed blocks
@@ -218,8 +220,9 @@ def solve_mu(
 
     Returns:
         ``(mu, keep)`` in the coupled grid. ``keep`` is True where the block
-        survives (``||h v|| > t``, or ``t == 0``); ``mu`` is 1 where it does not. ``mu``
-        carries the implicit-function gradient (its value is the solution).
+        survives (``||h v|| > t``, or ``t == 0``); ``mu`` is 1 where it does
+        not. ``mu`` carries the implicit-function gradient (its value is the
+        solution).
     """
     specs, _ = _specs(block)
     acc = _acc(*xs, *hs, t)
