@@ -8,7 +8,7 @@ reuse the middle one:
 2. the pure kernel :func:`soft_threshold_views`: view tensors in, view tensors
    out, tensor math only (no validation, no mappings), safe to ``vmap`` over a
    stack of same-layout specs;
-3. assembling new params from the new view tensors (``ops._assemble``).
+3. assembling new params from the new view tensors (:func:`assemble`).
 
 The solver math lives in :mod:`sparsekit_fx.prox`.
 """
@@ -25,8 +25,7 @@ from torch import Tensor
 
 from .errors import ArgumentError, ParamError, ShapeMismatchError, SpecError, describe
 from .inputs import view_sources
-from .layout import expand_grid, read_view, unpermute_grid
-from .ops import _assemble
+from .layout import expand_grid, read_view, unpermute_grid, write_views
 from .prox import PASSES, PASSES_FLOAT64, euclidean_prox, preconditioned_prox
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
 from .stats import read_views
@@ -180,6 +179,22 @@ def read_conditioners(params: Any, spec: Any, conditioners: Any, xs: Sequence[Te
     return hs
 
 
+def assemble(params: Any, views: Sequence[Any], new_xs: Sequence[Tensor]) -> Dict[str, Tensor]:
+    """Pure: ``params`` with each view replaced by its new view tensor.
+
+    Touched parameters are new tensors; untouched entries are the same objects.
+    """
+    groups: Dict[str, Any] = {}
+    for v, x in zip(views, new_xs):
+        vs, xs = groups.setdefault(v.param, ([], []))
+        vs.append(v)
+        xs.append(x)
+    out = dict(params)
+    for name, (vs, xs) in groups.items():
+        out[name] = write_views(params[name], vs, xs)
+    return out
+
+
 # ---------------------------------------------------------------------------
 # public op
 # ---------------------------------------------------------------------------
@@ -246,4 +261,4 @@ def soft_threshold(
     dtype = torch.float64 if any(x.dtype == torch.float64 for x in xs) else torch.float32
     t = check_thresholds(thresholds, spec, dtype, xs[0].device, _WHERE)
     new = soft_threshold_views(spec, xs, t, hs, scale=scale, passes=passes)
-    return _assemble(params, spec.views(), new)
+    return assemble(params, spec.views(), new)
