@@ -2,11 +2,13 @@
 
 Specs (:class:`View`, :class:`BlockSpec`, :class:`BlockCoupling`,
 :class:`ScopeSpec`, :class:`ScopeCoupling`) describe a layout; pure functions
-compute block statistics, masks and thresholded parameters from a mapping of
-parameter name to tensor; :func:`write_through_` copies results back into a
-model. This module only re-exports the public API.
+compute block statistics, masks, hard- and soft-thresholded parameters and a
+functional Adam + prox step from a mapping of parameter name to tensor;
+:func:`write_through_` copies results back into a model. This module only
+re-exports the public API.
 """
 
+from .adam import ProxAdamState, adam_conditioners, prox_adam_init, prox_adam_step
 from .builder import SpecBuilder
 from .compile import compile_step
 from .engine import batching
@@ -49,6 +51,7 @@ from .schedules import (
     one_shot_schedule,
     polynomial_schedule,
 )
+from .prox_ops import soft_threshold, soft_threshold_views
 from .select import kth_largest, kth_mid, sparsity_to_nnz, threshold_mask, topk_mask
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, View
 from .stats import block_max, block_mean, block_min, block_norms, block_reduce, scope_scores
@@ -92,6 +95,13 @@ __all__ = [
     "random_unstructured",
     "ln_structured",
     "global_unstructured",
+    # proximal operators and the functional Adam + prox step
+    "soft_threshold",
+    "soft_threshold_views",
+    "prox_adam_init",
+    "prox_adam_step",
+    "ProxAdamState",
+    "adam_conditioners",
     # write-back
     "write_through_",
     # compiled steps

@@ -143,7 +143,7 @@ def run(
     for s in specs:  # validate every spec before computing anything
         view_sources(params, s.views(), where)
         for k, m in aux.items():
-            view_sources(None, s.views(), where, values=m, values_arg=k)
+            view_sources(params, s.views(), where, values=m, values_arg=k)
     lvls = levels(specs)
     # Later levels need the pruned params of earlier ones.
     inner_want = want | ({"x"} if len(lvls) > 1 else frozenset())

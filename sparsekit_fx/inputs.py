@@ -76,7 +76,8 @@ def view_sources(
     """Pure: the full tensors behind ``views``, from ``values`` if given else ``params``.
 
     Every view's parameter is also checked in ``params`` (when ``values`` is
-    given, ``params`` may be ``None``), and all tensors must share a device.
+    given, ``params`` may be ``None``), ``values`` must sit on the parameters'
+    devices, and all tensors of one spec must share a device.
 
     Raises:
         ParamError: A name is missing, a tensor is not floating, or devices differ.
@@ -88,7 +89,13 @@ def view_sources(
         if params is not None:
             src = check_param(params, v.param, v.param_shape, where, "params")
         if values is not None:
-            src = check_param(values, v.param, v.param_shape, where, values_arg)
+            val = check_param(values, v.param, v.param_shape, where, values_arg)
+            if params is not None and val.device != src.device:
+                raise ParamError(
+                    describe(where, f"{values_arg}[{v.param!r}]", f"a tensor on {src.device} (the parameter's device)",
+                             val.device, f"move {values_arg} to the parameters' device.")
+                )
+            src = val
         if device is None:
             device = src.device
         elif src.device != device:
