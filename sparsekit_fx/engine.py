@@ -28,10 +28,10 @@ import torch
 from torch import Tensor
 
 from .inputs import view_sources
-from .layout import read_view, write_views
+from .layout import by_param, read_view, views_to_param, write_views
 from .tree import groups, levels
 
-__all__ = ["run", "batching", "batching_enabled", "by_param"]
+__all__ = ["run", "batching", "batching_enabled"]
 
 Kernel = Callable[..., Dict[str, Any]]
 
@@ -57,16 +57,6 @@ def batching(enabled: bool) -> Iterator[None]:
         _BATCH[0] = old
 
 
-def by_param(views: Sequence[Any], items: Sequence[Any]) -> List[Any]:
-    """Pure: ``(name, views, items)`` triples grouping ``items`` by their view's parameter."""
-    grouped: Dict[str, Any] = {}
-    for v, x in zip(views, items):
-        vs, xs = grouped.setdefault(v.param, ([], []))
-        vs.append(v)
-        xs.append(x)
-    return [(name, vs, xs) for name, (vs, xs) in grouped.items()]
-
-
 def _stack_hyper(values: List[Any]) -> Any:
     """Shared value (in_dim None) if all specs use one object, else a stacked tensor."""
     first = values[0]
@@ -76,22 +66,49 @@ def _stack_hyper(values: List[Any]) -> Any:
     return torch.stack([v.expand(shape) for v in values]), 0
 
 
+class _Stacks:
+    """Which current parameters are slices of a batched output, so that a later
+    level can reuse that stacked tensor instead of stacking the slices again."""
+
+    def __init__(self) -> None:
+        self.owner: Dict[str, Any] = {}  # name -> (token, index)
+        self.tensors: Dict[int, Tensor] = {}
+
+    def column(self, specs: Sequence[Any], j: int, xs: List[List[Tensor]]) -> Tensor:
+        views = [s.views()[j] for s in specs]
+        if all(v.is_whole for v in views):
+            owners = [self.owner.get(v.param) for v in views]
+            if all(o is not None and o[0] == owners[0][0] and o[1] == i for i, o in enumerate(owners)):
+                t = self.tensors[owners[0][0]]
+                if t.shape[0] == len(specs):
+                    return t
+        return torch.stack([x[j] for x in xs])
+
+    def record(self, specs: Sequence[Any], stacked: Sequence[Tensor]) -> None:
+        for j, t in enumerate(stacked):
+            token = len(self.tensors)
+            self.tensors[token] = t
+            for i, s in enumerate(specs):
+                v = s.views()[j]
+                if v.is_whole:
+                    self.owner[v.param] = (token, i)
+
+
 def _call_group(kernel: Kernel, specs: Sequence[Any], xs: List[List[Tensor]], aux: List[Dict[str, List[Tensor]]],
-                hyper: List[Dict[str, Tensor]], want: frozenset) -> List[Dict[str, Any]]:
+                hyper: List[Dict[str, Tensor]], want: frozenset, stacks: _Stacks) -> List[Dict[str, Any]]:
     if len(specs) == 1 or not _BATCH[0]:
         return [kernel(s, x, a, h, want) for s, x, a, h in zip(specs, xs, aux, hyper)]
-    rep = specs[0]
-    sx = [torch.stack(col) for col in zip(*xs)]
+    rep = specs[0]  # kernels use only the layout, which the group shares
+    sx = [stacks.column(specs, j, xs) for j in range(len(xs[0]))]
     sa = {k: [torch.stack(col) for col in zip(*[a[k] for a in aux])] for k in aux[0]}
     sh: Dict[str, Tensor] = {}
     dims: Dict[str, Optional[int]] = {}
     for k in hyper[0]:
         sh[k], dims[k] = _stack_hyper([h[k] for h in hyper])
     out = torch.func.vmap(lambda x, a, h: kernel(rep, x, a, h, want), in_dims=(0, 0, dims))(sx, sa, sh)
-    results: List[Dict[str, Any]] = []
-    for i in range(len(specs)):
-        results.append(torch.utils._pytree.tree_map(lambda t: t[i], out))
-    return results
+    if "x" in out:
+        stacks.record(specs, out["x"])
+    return [torch.utils._pytree.tree_map(lambda t: t[i], out) for i in range(len(specs))]
 
 
 def run(
@@ -133,19 +150,23 @@ def run(
     current = dict(params)
     masks: Dict[str, Tensor] = {}
     keeps: List[Any] = [None] * len(specs)
+    stacks = _Stacks()
     for lvl in lvls:
         for grp in _by_dtype(groups(specs, lvl), specs, current, aux):
             gspecs = [specs[i] for i in grp]
             xs = [[read_view(current[v.param], v) for v in s.views()] for s in gspecs]
             ax = [{k: [read_view(m[v.param], v) for v in s.views()] for k, m in aux.items()} for s in gspecs]
-            outs = _call_group(kernel, gspecs, xs, ax, [hypers[i] for i in grp], inner_want)
+            outs = _call_group(kernel, gspecs, xs, ax, [hypers[i] for i in grp], inner_want, stacks)
+            batched = len(gspecs) > 1 and _BATCH[0]
             for i, s, out in zip(grp, gspecs, outs):
                 if "x" in out:
                     for name, vs, nx in by_param(s.views(), out["x"]):
                         current[name] = write_views(current[name], vs, nx)
+                        if not (batched and len(vs) == 1 and vs[0].is_whole):
+                            stacks.owner.pop(name, None)
                 if "mask" in want:
                     for name, vs, ms in by_param(s.views(), out["mask"]):
-                        m = _mask_of(vs, ms)
+                        m = views_to_param(vs, ms, 1)
                         masks[name] = m if name not in masks else masks[name] & m  # uint8 AND
                 if "keep" in want:
                     keeps[i] = out["keep"]
@@ -178,10 +199,3 @@ def _by_dtype(grps: List[List[int]], specs: Sequence[Any], current: Dict[str, Te
         out.extend(sub.values())
     return out
 
-
-def _mask_of(views: Sequence[Any], ms: Sequence[Tensor]) -> Tensor:
-    """uint8 parameter-shaped keep mask from uint8 view masks (1 outside the views)."""
-    if len(views) == 1 and views[0].is_whole:
-        return ms[0]
-    base = torch.ones(views[0].param_shape, dtype=torch.uint8, device=ms[0].device)
-    return write_views(base, views, ms)

@@ -79,7 +79,8 @@ def view_sources(
     """Pure: the full tensors behind ``views``, from ``values`` if given else ``params``.
 
     Every view's parameter is also checked in ``params`` (when ``values`` is
-    given, ``params`` may be ``None``), and all tensors must share a device.
+    given, ``params`` may be ``None``), ``values`` must sit on the parameters'
+    devices, and all tensors of one spec must share a device.
 
     Raises:
         ParamError: A name is missing, a tensor is not floating, or devices differ.
@@ -87,22 +88,23 @@ def view_sources(
     """
     out: List[Tensor] = []
     device = None
-    first = ""
     for v in views:
-        checked = []
         if params is not None:
-            checked.append(("params", check_param(params, v.param, v.param_shape, where, "params")))
+            src = check_param(params, v.param, v.param_shape, where, "params")
         if values is not None:
-            checked.append((values_arg, check_param(values, v.param, v.param_shape, where, values_arg)))
-        for arg, src in checked:
-            if device is None:
-                device, first = src.device, f"{arg}[{v.param!r}]"
-            elif src.device != device:
+            val = check_param(values, v.param, v.param_shape, where, values_arg)
+            if params is not None and val.device != src.device:
                 raise ParamError(
-                    describe(where, arg, f"all tensors of one spec on one device ({first} is on {device})",
-                             f"{arg}[{v.param!r}] on {src.device}",
-                             f"move the coupled parameters and their {values_arg} to the same device."
-                             if values is not None else "move the coupled parameters to the same device.")
+                    describe(where, f"{values_arg}[{v.param!r}]", f"a tensor on {src.device} (the parameter's device)",
+                             val.device, f"move {values_arg} to the parameters' device.")
                 )
-        out.append(checked[-1][1])
+            src = val
+        if device is None:
+            device = src.device
+        elif src.device != device:
+            raise ParamError(
+                describe(where, "params", f"all tensors of one spec on one device ({device})",
+                         f"{v.param!r} on {src.device}", "move the coupled parameters to the same device.")
+            )
+        out.append(src)
     return out

@@ -12,21 +12,31 @@ Shapes, in the notation used throughout the package:
 * interleaved: ``(G0, b0, G1, b1, ...)`` for grid ``G`` and block ``b``;
 * blocks: ``(*grid_shape, numel_per_block)``;
 * scopes: ``(*scope_grid_shape, numblk_per_scope)``.
+
+Partial edge blocks (``BlockSpec(..., pad=True)``): the block functions take
+the spec's ``padding`` (elements added at the high end of each view dim).
+Going *to* blocks pads with ``F.pad`` and a caller-chosen fill value (the
+neutral element of the statistic at hand); coming *back* crops with static
+slicing. Both are safe under compile and vmap, and padding never reaches a
+parameter.
 """
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .specs import BlockSpec, ScopeSpec, View
+from .specs import BlockCoupling, BlockSpec, ScopeSpec, View
 
 __all__ = [
     "read_view",
     "write_views",
     "interleave",
+    "pad_trailing",
+    "crop_trailing",
     "grid_to_interleaved",
     "to_blocks",
     "from_blocks",
@@ -36,6 +46,12 @@ __all__ = [
     "permute_grid",
     "unpermute_grid",
     "inverse_permutation",
+    "block_specs",
+    "by_param",
+    "views_to_param",
+    "scope_to_view_grids",
+    "block_to_view_grids",
+    "scope_to_params",
 ]
 
 Shape = Tuple[int, ...]
@@ -148,8 +164,41 @@ def write_views(param: Tensor, views: Sequence[View], values: Sequence[Tensor]) 
 # ---------------------------------------------------------------------------
 
 
-def interleave(x: Tensor, block_shape: Shape) -> Tensor:
-    """Pure: view-shaped ``x`` as ``(G0, b0, G1, b1, ...)``."""
+def pad_trailing(x: Tensor, padding: Shape, value: float = 0.0) -> Tensor:
+    """Pure: pad the last ``len(padding)`` dims of ``x`` at their high end with ``value``.
+
+    ``padding[d]`` elements are appended to dim ``d``; leading (batch) dims
+    are left alone. Returns ``x`` itself when there is no padding.
+    """
+    if not any(padding):
+        return x
+    pads: List[int] = []
+    for p in reversed(tuple(padding)):
+        pads += [0, p]
+    return F.pad(x, pads, value=value)
+
+
+def crop_trailing(x: Tensor, shape: Shape) -> Tensor:
+    """Pure: the first ``shape[d]`` entries of each of the last ``len(shape)`` dims of ``x``.
+
+    Static slicing (a view, no copy); returns ``x`` itself when nothing is cut.
+    """
+    n = len(shape)
+    if tuple(x.shape[x.ndim - n :]) == tuple(shape):
+        return x
+    return x[(Ellipsis,) + tuple(slice(0, s) for s in shape)]
+
+
+def _unpadded(shape: Sequence[int], padding: Shape) -> Shape:
+    return tuple(s - p for s, p in zip(shape, padding))
+
+
+def interleave(x: Tensor, block_shape: Shape, padding: Shape = (), value: float = 0.0) -> Tensor:
+    """Pure: view-shaped ``x`` as ``(G0, b0, G1, b1, ...)``.
+
+    With ``padding`` (partial edge blocks) ``x`` is first padded with ``value``.
+    """
+    x = pad_trailing(x, padding, value)
     split: List[int] = []
     for s, b in zip(x.shape[x.ndim - len(block_shape) :], block_shape):
         split += [s // b, b]
@@ -170,22 +219,23 @@ def odd_dims(ndim: int) -> Shape:
     return tuple(range(-2 * ndim + 1, 0, 2))
 
 
-def to_blocks(x: Tensor, block_shape: Shape) -> Tensor:
+def to_blocks(x: Tensor, block_shape: Shape, padding: Shape = (), value: float = 0.0) -> Tensor:
     """Pure: view-shaped ``x`` as ``(*grid_shape, numel_per_block)``.
 
-    Elements of a block are in row-major order of the block.
+    Elements of a block are in row-major order of the block. With
+    ``padding``, the missing elements of edge blocks hold ``value``.
     """
     n = len(block_shape)
     lead = x.ndim - n
-    t = interleave(x, block_shape)
+    t = interleave(x, block_shape, padding, value)
     perm = tuple(range(lead)) + tuple(lead + 2 * i for i in range(n)) + tuple(lead + 2 * i + 1 for i in range(n))
     t = t.permute(perm)
     grid = tuple(t.shape[lead : lead + n])
     return t.reshape(tuple(x.shape[:lead]) + grid + (-1,))
 
 
-def from_blocks(b: Tensor, block_shape: Shape) -> Tensor:
-    """Pure: inverse of :func:`to_blocks`; returns a view-shaped tensor."""
+def from_blocks(b: Tensor, block_shape: Shape, padding: Shape = ()) -> Tensor:
+    """Pure: inverse of :func:`to_blocks`; returns a view-shaped tensor (padding cropped)."""
     n = len(block_shape)
     lead = b.ndim - 1 - n
     grid = tuple(b.shape[lead : lead + n])
@@ -194,11 +244,16 @@ def from_blocks(b: Tensor, block_shape: Shape) -> Tensor:
     for i in range(n):
         perm += [lead + i, lead + n + i]
     t = t.permute(tuple(perm))
-    return t.reshape(tuple(b.shape[:lead]) + tuple(g * s for g, s in zip(grid, block_shape)))
+    full = tuple(g * s for g, s in zip(grid, block_shape))
+    t = t.reshape(tuple(b.shape[:lead]) + full)
+    return crop_trailing(t, _unpadded(full, padding)) if any(padding) else t
 
 
-def expand_grid(g: Tensor, block_shape: Shape) -> Tensor:
-    """Pure: grid-shaped ``g`` repeated over each block, giving a view-shaped tensor."""
+def expand_grid(g: Tensor, block_shape: Shape, padding: Shape = ()) -> Tensor:
+    """Pure: grid-shaped ``g`` repeated over each block, giving a view-shaped tensor.
+
+    With ``padding`` the result is cropped to the view (edge blocks are partial).
+    """
     n = len(block_shape)
     t = grid_to_interleaved(g, n)
     lead = tuple(g.shape[: g.ndim - n])
@@ -206,7 +261,9 @@ def expand_grid(g: Tensor, block_shape: Shape) -> Tensor:
     for s, b in zip(g.shape[g.ndim - n :], block_shape):
         inter += [s, b]
     t = t.expand(lead + tuple(inter))
-    return t.reshape(lead + tuple(s * b for s, b in zip(g.shape[g.ndim - n :], block_shape)))
+    full = tuple(s * b for s, b in zip(g.shape[g.ndim - n :], block_shape))
+    t = t.reshape(lead + full)
+    return crop_trailing(t, _unpadded(full, padding)) if any(padding) else t
 
 
 # ---------------------------------------------------------------------------
@@ -280,3 +337,56 @@ def scope_to_view_grids(scope: object, t: Tensor) -> List[Tensor]:
         out += scope_to_view_grids(s, part)
         start += n
     return out
+
+
+# ---------------------------------------------------------------------------
+# per-view pieces back to whole parameters
+# ---------------------------------------------------------------------------
+
+
+def block_specs(spec: Any) -> List[BlockSpec]:
+    """Pure: the BlockSpec behind each entry of ``spec.views()``, in the same order."""
+    if isinstance(spec, BlockSpec):
+        return [spec]
+    if isinstance(spec, BlockCoupling):
+        return list(spec.specs)
+    if isinstance(spec, ScopeSpec):
+        return block_specs(spec.block)
+    return [b for s in spec.scopes for b in block_specs(s)]
+
+
+def by_param(views: Sequence[View], items: Sequence[Any]) -> List[Any]:
+    """Pure: ``(name, views, items)`` triples grouping ``items`` by their view's parameter."""
+    grouped: Dict[str, Any] = {}
+    for v, x in zip(views, items):
+        vs, xs = grouped.setdefault(v.param, ([], []))
+        vs.append(v)
+        xs.append(x)
+    return [(name, vs, xs) for name, (vs, xs) in grouped.items()]
+
+
+def views_to_param(views: Sequence[View], values: Sequence[Tensor], fill: Any) -> Tensor:
+    """Pure: a parameter-shaped tensor holding ``values`` in ``views`` and ``fill`` elsewhere.
+
+    All views belong to one parameter. A single whole-parameter view returns its value as is.
+    """
+    if len(views) == 1 and views[0].is_whole:
+        return values[0]
+    base = torch.full(views[0].param_shape, fill, dtype=values[0].dtype, device=values[0].device)
+    return write_views(base, views, values)
+
+
+def scope_to_params(scope: Any, t: Tensor, fill: Any) -> Dict[str, Tensor]:
+    """Pure: per-block values in scope layout spread over the elements of every parameter.
+
+    Args:
+        scope: A ScopeSpec or ScopeCoupling.
+        t: ``(*scope.grid_shape, numblk_per_scope)`` values, one per block.
+        fill: Value of the elements outside every view of ``scope``.
+
+    Returns:
+        ``{name: tensor of param_shape}`` (``t``'s dtype) for each parameter.
+    """
+    grids = scope_to_view_grids(scope, t)
+    per_view = [expand_grid(g, b.shape, b.padding) for g, b in zip(grids, block_specs(scope))]
+    return {name: views_to_param(vs, ms, fill) for name, vs, ms in by_param(scope.views(), per_view)}

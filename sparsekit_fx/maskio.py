@@ -28,8 +28,7 @@ from torch import Tensor
 from torch.utils import _pytree as pytree
 
 from .errors import ArgumentError, FormatError, ParamError, ShapeMismatchError, SpecError, describe
-from .layout import expand_grid, scope_to_view_grids, write_views
-from .ops import block_specs
+from .layout import scope_to_params
 from .serialize import specs_from_json, specs_to_json
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
 from .tree import flatten_specs
@@ -130,21 +129,8 @@ def _expand_one(spec: Any, keep: Any, where: str, arg: str) -> Dict[str, Tensor]
     if keep.numel() != scope.numblk() or (scope is spec and tuple(keep.shape) != want):
         raise ShapeMismatchError(describe(where, arg, f"shape {want} (the spec's scope layout)", tuple(keep.shape),
                                           "expand masks with the spec they were computed with."))
-    grids = scope_to_view_grids(scope, keep.reshape(want).to(torch.uint8))
-    per_view = [expand_grid(g, b.shape) for g, b in zip(grids, block_specs(scope))]
-    groups: Dict[str, Any] = {}
-    for v, m in zip(scope.views(), per_view):
-        vs, ms = groups.setdefault(v.param, ([], []))
-        vs.append(v)
-        ms.append(m)
-    out = {}
-    for name, (vs, ms) in groups.items():
-        if len(vs) == 1 and vs[0].is_whole:
-            out[name] = ms[0] != 0
-        else:
-            base = torch.ones(vs[0].param_shape, dtype=torch.uint8, device=keep.device)
-            out[name] = write_views(base, vs, ms) != 0
-    return out
+    spread = scope_to_params(scope, keep.reshape(want).to(torch.uint8), 1)
+    return {name: m != 0 for name, m in spread.items()}
 
 
 def _flat_masks(tree: Any, block_masks: Any, where: str) -> Tuple[list, list, Any]:

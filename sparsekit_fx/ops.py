@@ -31,7 +31,7 @@ from torch import Tensor
 from .engine import run
 from .errors import ArgumentError, ParamError, ShapeMismatchError, SpecError, describe
 from .inputs import check_param
-from .layout import expand_grid, grid_to_interleaved, interleave, scope_to_view_grids
+from .layout import block_specs, expand_grid, grid_to_interleaved, interleave, scope_to_view_grids
 from .select import _as_k, _topk_keys, float_keys, sparsity_to_nnz
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
 from .stats import check_p, scores_of
@@ -45,7 +45,6 @@ __all__ = [
     "as_scope",
     "keep_blocks",
     "apply_keep",
-    "block_specs",
 ]
 
 
@@ -146,17 +145,6 @@ def _acc(params: Any, scope: Any) -> torch.dtype:
 # ---------------------------------------------------------------------------
 
 
-def block_specs(spec: Any) -> List[BlockSpec]:
-    """Pure: the BlockSpec behind each entry of ``spec.views()``."""
-    if isinstance(spec, BlockSpec):
-        return [spec]
-    if isinstance(spec, BlockCoupling):
-        return list(spec.specs)
-    if isinstance(spec, ScopeSpec):
-        return block_specs(spec.block)
-    return [b for s in spec.scopes for b in block_specs(s)]
-
-
 def keep_blocks(scope: Any, scores: Tensor, nnz: Optional[Tensor], thresholds: Optional[Tensor]) -> Tensor:
     """Pure: the kept-block mask in scope layout from scores and one hyper-parameter.
 
@@ -180,6 +168,9 @@ def apply_keep(scope: Any, xs: List[Tensor], keep: Tensor) -> List[Tensor]:
         if b.ndim == 0:
             out.append(torch.where(g, x, zero))
             continue
+        if b.pad:  # partial edge blocks: broadcast the grid over the view, padding cropped
+            out.append(torch.where(expand_grid(g, b.shape, b.padding), x, zero))
+            continue
         kept = torch.where(grid_to_interleaved(g, b.ndim), interleave(x, b.shape), zero)
         out.append(kept.reshape(x.shape))
     return out
@@ -187,7 +178,7 @@ def apply_keep(scope: Any, xs: List[Tensor], keep: Tensor) -> List[Tensor]:
 
 def _view_masks(scope: Any, keep: Tensor) -> List[Tensor]:
     grids = scope_to_view_grids(scope, keep.to(torch.uint8))
-    return [expand_grid(g, b.shape) for g, b in zip(grids, block_specs(scope))]
+    return [expand_grid(g, b.shape, b.padding) for g, b in zip(grids, block_specs(scope))]
 
 
 def _select_kernel(p: float) -> Any:

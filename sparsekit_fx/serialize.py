@@ -10,7 +10,8 @@ A ``<node>`` is a spec, or a container of nodes, each an object with a
 * ``{"type": "tuple" | "list", "items": [<node>, ...]}``
 * ``{"type": "dict", "items": {"<str key>": <node>, ...}}``
 * ``{"type": "View", "param": str, "param_shape": [int], "shape": [int], "stride": [int], "offset": int}``
-* ``{"type": "BlockSpec", "view": <View>, "shape": [int], "name": str|null}``
+* ``{"type": "BlockSpec", "view": <View>, "shape": [int], "name": str|null}``, plus
+  ``"pad": true`` for a spec with partial edge blocks (absent means false)
 * ``{"type": "BlockCoupling", "specs": [<BlockSpec>], "orders": [[int]], "name": str|null}``
 * ``{"type": "ScopeSpec", "block": <BlockSpec|BlockCoupling>, "shape": [int], "name": str|null}``
 * ``{"type": "ScopeCoupling", "scopes": [<ScopeSpec>], "orders": [[int]], "name": str|null}``
@@ -63,7 +64,10 @@ def spec_to_dict(spec: Any) -> Dict[str, Any]:
         return {"type": "View", "param": spec.param, "param_shape": list(spec.param_shape),
                 "shape": list(spec.shape), "stride": list(spec.stride), "offset": spec.offset}
     if isinstance(spec, BlockSpec):
-        return {"type": "BlockSpec", "view": spec_to_dict(spec.view), "shape": list(spec.shape), "name": spec.name}
+        out = {"type": "BlockSpec", "view": spec_to_dict(spec.view), "shape": list(spec.shape), "name": spec.name}
+        if spec.pad:  # written only when set, so files of unpadded specs are unchanged
+            out["pad"] = True
+        return out
     if isinstance(spec, BlockCoupling):
         return {"type": "BlockCoupling", "specs": [spec_to_dict(s) for s in spec.specs],
                 "orders": [list(o) for o in spec.orders], "name": spec.name}
@@ -122,7 +126,8 @@ def spec_from_dict(d: Any, path: str = "spec") -> Any:
             return View(f["param"], _ints(f["param_shape"], f"{path}.param_shape"), _ints(f["shape"], f"{path}.shape"),
                         _ints(f["stride"], f"{path}.stride"), f["offset"])
         if kind == "BlockSpec":
-            return BlockSpec(spec_from_dict(f["view"], f"{path}.view"), _ints(f["shape"], f"{path}.shape"), f["name"])
+            return BlockSpec(spec_from_dict(f["view"], f"{path}.view"), _ints(f["shape"], f"{path}.shape"), f["name"],
+                             pad=d.get("pad", False))
         if kind == "ScopeSpec":
             return ScopeSpec(spec_from_dict(f["block"], f"{path}.block"), _ints(f["shape"], f"{path}.shape"),
                              f["name"])

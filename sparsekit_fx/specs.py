@@ -269,24 +269,43 @@ class View:
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """Cuts a view into a grid of equal blocks.
+    """Cuts a view into a grid of equal blocks, optionally with partial edge blocks.
+
+    Without padding the block shape must divide the view. With ``pad=True``
+    the grid is ``ceil(view.shape / shape)`` per dim: the view is treated as
+    if padded at the high end of each dim up to ``padded_shape``, and the
+    last block along a dim holds only the real elements that remain. Padding
+    is never read from or written to a parameter: statistics ignore it
+    (norms, min, max and means see only real elements) and masks and
+    thresholded params are cropped back to the view.
 
     Args:
         view: The :class:`View` to cut.
         shape: Block shape, one entry per view dim. ``-1`` spans the whole
             dim; ``()`` means blocks of single elements.
         name: Optional label, used in messages; not part of equality.
+        pad: Allow block sizes that do not divide the view (partial edge
+            blocks). Normalised to ``False`` when the blocks divide the view,
+            so equal layouts compare equal.
+
+    Attributes:
+        grid_shape: Blocks per dim (``ceil`` with padding).
+        padding: Padding elements at the high end of each view dim
+            (all zero without padding).
 
     Raises:
-        ShapeMismatchError: ``shape`` has the wrong rank or does not divide
-            the view.
-        SpecError: ``view`` is not a View or a size is invalid.
+        ShapeMismatchError: ``shape`` has the wrong rank or, without
+            ``pad=True``, does not divide the view.
+        SpecError: ``view`` is not a View, a size is invalid or ``pad`` is
+            not a bool.
     """
 
     view: View
     shape: Shape = ()
     name: Optional[str] = field(default=None, compare=False)
+    pad: bool = False
     grid_shape: Shape = field(init=False, repr=False, compare=False)
+    padding: Shape = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         where = _label("BlockSpec", self.name, f"view of {getattr(self.view, 'param', '?')!r}")
@@ -305,15 +324,24 @@ class BlockSpec:
                          "give one block size per view dim, -1 for a whole dim.")
             )
         shape = tuple(v if b == -1 else b for b, v in zip(shape, vshape))
+        if not isinstance(self.pad, bool):
+            raise SpecError(
+                describe(where, "pad", "a bool", repr(self.pad),
+                         "pass pad=True to allow partial edge blocks, or leave the default pad=False.")
+            )
         bad = [d for d, (b, v) in enumerate(zip(shape, vshape)) if v % b != 0]
-        if bad:
+        if bad and not self.pad:
             d = bad[0]
             raise ShapeMismatchError(
                 describe(where, "shape", f"block sizes dividing the view shape {vshape}", shape,
-                         f"dim {d}: {vshape[d]} is not a multiple of {shape[d]}; pick a divisor or change the view.")
+                         f"dim {d}: {vshape[d]} is not a multiple of {shape[d]}; pick a divisor, change the "
+                         "view, or pass pad=True for partial edge blocks.")
             )
+        grid = tuple(-(-v // b) for v, b in zip(vshape, shape))
         object.__setattr__(self, "shape", shape)
-        object.__setattr__(self, "grid_shape", tuple(v // b for v, b in zip(vshape, shape)))
+        object.__setattr__(self, "pad", bool(bad))
+        object.__setattr__(self, "grid_shape", grid)
+        object.__setattr__(self, "padding", tuple(g * b - v for g, b, v in zip(grid, shape, vshape)))
 
     @property
     def ndim(self) -> int:
@@ -325,12 +353,29 @@ class BlockSpec:
         return math.prod(self.grid_shape)
 
     def numel_per_block(self) -> int:
-        """Number of elements per block."""
+        """Number of elements per full block (edge blocks of a padded spec hold fewer)."""
         return math.prod(self.shape)
 
     def numel(self) -> int:
-        """Number of elements covered by all blocks."""
-        return self.numblk() * self.numel_per_block()
+        """Number of real elements covered by all blocks (the view's elements)."""
+        return self.view.numel()
+
+    @property
+    def padded_shape(self) -> Shape:
+        """The view's shape rounded up to whole blocks (``view.shape`` without padding)."""
+        return tuple(g * b for g, b in zip(self.grid_shape, self.shape))
+
+    def block_counts(self) -> Tuple[Shape, ...]:
+        """Real elements per block along each dim: one tuple of ``grid_shape[d]`` ints per dim.
+
+        The number of real elements in block ``i`` is the product over dims
+        of ``block_counts()[d][i[d]]``; only the last block along a padded
+        dim is short.
+        """
+        return tuple(
+            tuple(b - (p if i == g - 1 else 0) for i in range(g))
+            for g, b, p in zip(self.grid_shape, self.shape, self.padding)
+        )
 
     def specs(self) -> Tuple["BlockSpec", ...]:
         """The BlockSpecs of this block layout (itself)."""
@@ -412,12 +457,12 @@ class BlockCoupling:
         return math.prod(self.grid_shape)
 
     def numel_per_block(self) -> int:
-        """Elements per coupled block, summed over the coupled specs."""
+        """Elements per full coupled block, summed over the coupled specs."""
         return sum(s.numel_per_block() for s in self.specs)
 
     def numel(self) -> int:
-        """Number of elements covered by all coupled blocks."""
-        return self.numblk() * self.numel_per_block()
+        """Number of real elements covered by all coupled blocks."""
+        return sum(s.numel() for s in self.specs)
 
     def views(self) -> Tuple[View, ...]:
         """The views of this spec, in canonical order."""
@@ -498,7 +543,7 @@ class ScopeSpec:
         return math.prod(self.shape)
 
     def numel_per_scope(self) -> int:
-        """Number of elements in each scope."""
+        """Number of elements in each scope of full blocks."""
         return self.numblk_per_scope() * self.block.numel_per_block()
 
     def numblk(self) -> int:
@@ -506,8 +551,8 @@ class ScopeSpec:
         return self.numscp() * self.numblk_per_scope()
 
     def numel(self) -> int:
-        """Number of elements over all scopes."""
-        return self.numscp() * self.numel_per_scope()
+        """Number of real elements over all scopes."""
+        return self.block.numel()
 
     def scopes(self) -> Tuple["ScopeSpec", ...]:
         """The ScopeSpecs of this scope layout (itself)."""
@@ -594,7 +639,7 @@ class ScopeCoupling:
         return sum(s.numblk_per_scope() for s in self.scopes)
 
     def numel_per_scope(self) -> int:
-        """Elements in each coupled scope, over all coupled ScopeSpecs."""
+        """Elements in each coupled scope of full blocks, over all coupled ScopeSpecs."""
         return sum(s.numel_per_scope() for s in self.scopes)
 
     def numblk(self) -> int:
@@ -602,8 +647,8 @@ class ScopeCoupling:
         return self.numscp() * self.numblk_per_scope()
 
     def numel(self) -> int:
-        """Number of elements over all coupled scopes."""
-        return self.numscp() * self.numel_per_scope()
+        """Number of real elements over all coupled scopes."""
+        return sum(s.numel() for s in self.scopes)
 
     def views(self) -> Tuple[View, ...]:
         """The views of this spec, in canonical order."""

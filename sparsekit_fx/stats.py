@@ -21,6 +21,12 @@ identical norms, and masks ranked on them are identical too. The exceptions
 are float64 inputs with ``p=2`` (the float64 ``sqrt`` itself may differ in
 the last bit between eager and compiled code) and orders ``p`` other than
 ``0, 1, 2, inf, -inf`` (``pow`` may differ likewise).
+
+Partial edge blocks (``BlockSpec(..., pad=True)``) are padded with the
+neutral element of each statistic, so only real elements count: ``0`` for
+norms (``+inf`` for ``p=-inf``), ``+inf`` for min, ``-inf`` for max; a mean
+divides by the number of real elements (as ``F.avg_pool2d(ceil_mode=True)``
+does for its edge windows).
 """
 
 from __future__ import annotations
@@ -42,10 +48,12 @@ __all__ = [
     "block_min",
     "block_max",
     "block_reduce",
+    "block_mean",
     "scope_scores",
     "check_p",
     "norms_of",
     "minmax_of",
+    "means_of",
     "blocks_of",
     "scores_of",
     "read_views",
@@ -90,11 +98,15 @@ def read_views(params: Any, spec: Any, where: str, values: Optional[Any] = None)
 # ---------------------------------------------------------------------------
 
 
-def _reduce_spec(x: Tensor, spec: BlockSpec, how: Callable[[Tensor, Any], Tensor]) -> Tensor:
-    """Reduce each block of view-shaped ``x`` (leading batch dims allowed)."""
+def _reduce_spec(x: Tensor, spec: BlockSpec, how: Callable[[Tensor, Any], Tensor], fill: float = 0.0) -> Tensor:
+    """Reduce each block of view-shaped ``x`` (leading batch dims allowed).
+
+    Padding of partial edge blocks is filled with ``fill``, which must be the
+    neutral element of the reduction.
+    """
     if spec.ndim == 0:
         return how(x.unsqueeze(-1), (-1,))
-    return how(interleave(x, spec.shape), odd_dims(spec.ndim))
+    return how(interleave(x, spec.shape, spec.padding, fill), odd_dims(spec.ndim))
 
 
 def tree_sum(t: Tensor, dim: int) -> Tensor:
@@ -127,7 +139,8 @@ def _spec_power(x: Tensor, spec: BlockSpec, p: float) -> Tensor:
     """Per-block ``sum |x|**p`` (or max/min of ``|x|``, or the non-zero count) in the accumulation dtype."""
     dt = acc_dtype(x.dtype)
     if not _is_sum(p):
-        return _reduce_spec(x, spec, lambda t, dims: torch.linalg.vector_norm(t, ord=p, dim=dims, dtype=dt))
+        fill = math.inf if p == -math.inf else 0.0  # the neutral element for padding
+        return _reduce_spec(x, spec, lambda t, dims: torch.linalg.vector_norm(t, ord=p, dim=dims, dtype=dt), fill)
     x = x.to(dt)
     if p == 2:
         t = x * x
@@ -139,7 +152,7 @@ def _spec_power(x: Tensor, spec: BlockSpec, p: float) -> Tensor:
         t = torch.where(nz, torch.where(nz, a, torch.ones_like(a)).pow(p), torch.zeros_like(a))
     if spec.ndim == 0:
         return t
-    t = interleave(t, spec.shape)
+    t = interleave(t, spec.shape, spec.padding, 0.0)  # padding adds 0 to the sums
     for d in odd_dims(spec.ndim):
         if t.shape[d] > 1:
             t = tree_sum(t, d)
@@ -192,9 +205,10 @@ def norms_of(block: Any, xs: Sequence[Tensor], p: float = 2.0) -> Tensor:
 def minmax_of(block: Any, xs: Sequence[Tensor], largest: bool) -> Tensor:
     """Pure: per-block min (or max) of the values from view tensors."""
     red = torch.amax if largest else torch.amin
+    fill = -math.inf if largest else math.inf
 
     def one(x: Tensor, s: BlockSpec) -> Tensor:
-        return _reduce_spec(x, s, lambda t, dims: red(t, dim=dims))
+        return _reduce_spec(x, s, lambda t, dims: red(t, dim=dims), fill)
 
     if isinstance(block, BlockSpec):
         return one(xs[0], block)
@@ -204,15 +218,66 @@ def minmax_of(block: Any, xs: Sequence[Tensor], largest: bool) -> Tensor:
     return red(torch.stack(parts, dim=-1), dim=-1)
 
 
-def blocks_of(block: Any, xs: Sequence[Tensor]) -> Tensor:
+#: Blocks up to this many elements are summed one element after another.
+SEQUENTIAL_SUM_MAX = 256
+
+
+def _sequential_sum(b: Tensor) -> Tensor:
+    """Pure: sum over the last dim, adding entries one after another in index order.
+
+    The fixed left-to-right order makes means reproducible bit for bit (it is
+    the order of PyTorch's CPU pooling kernels); rows longer than
+    :data:`SEQUENTIAL_SUM_MAX` fall back to ``torch.sum``.
+    """
+    n = b.shape[-1]
+    if n > SEQUENTIAL_SUM_MAX:
+        return b.sum(-1)
+    acc = b[..., 0]
+    for j in range(1, n):
+        acc = acc + b[..., j]
+    return acc
+
+
+def _counts(spec: BlockSpec, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Pure: real elements per block, grid-shaped, from static spec facts."""
+    out = torch.ones((), dtype=dtype, device=device)
+    for d, c in enumerate(spec.block_counts()):
+        shape = [1] * spec.ndim
+        shape[d] = len(c)
+        out = out * torch.tensor(c, dtype=dtype, device=device).reshape(shape)
+    return out.expand(spec.grid_shape)
+
+
+def means_of(block: Any, xs: Sequence[Tensor]) -> Tensor:
+    """Pure: per-block mean of the real elements from view tensors.
+
+    Sums run in each block's row-major order (coupled specs one after another)
+    in the accumulation dtype, then divide by the number of real elements.
+    """
+    specs = block.specs if isinstance(block, BlockCoupling) else (block,)
+    orders = block.orders if isinstance(block, BlockCoupling) else (tuple(range(block.ndim)),)
+    total = None
+    count = None
+    for x, s, o in zip(xs, specs, orders):
+        dt = acc_dtype(x.dtype)
+        part = _sequential_sum(to_blocks(x.to(dt), s.shape, s.padding, 0.0))
+        n = _counts(s, dt, x.device)
+        part, n = permute_grid(part, o), permute_grid(n, o)
+        total = part if total is None else total + part
+        count = n if count is None else count + n
+    return total / count
+
+
+def blocks_of(block: Any, xs: Sequence[Tensor], fill: float = math.nan) -> Tensor:
     """Pure: the elements of every (coupled) block, ``(*grid_shape, numel_per_block)``.
 
-    For a coupling the specs' elements are concatenated in spec order.
+    For a coupling the specs' elements are concatenated in spec order. The
+    padding of partial edge blocks holds ``fill``.
     """
     if isinstance(block, BlockSpec):
-        return to_blocks(xs[0], block.shape)
+        return to_blocks(xs[0], block.shape, block.padding, fill)
     parts = [
-        permute_grid(to_blocks(x, s.shape), o, trailing=1)
+        permute_grid(to_blocks(x, s.shape, s.padding, fill), o, trailing=1)
         for x, s, o in zip(xs, block.specs, block.orders)
     ]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
@@ -283,8 +348,26 @@ def block_max(params: Any, block: Any, *, values: Optional[Any] = None) -> Tenso
     return minmax_of(block, read_views(params, block, where, values), largest=True)
 
 
+def block_mean(params: Any, block: Any, *, values: Optional[Any] = None) -> Tensor:
+    """Pure: the mean of the real elements of every (coupled) block, shape ``grid_shape``.
+
+    Partial edge blocks of a padded spec are divided by their number of real
+    elements, like ``F.avg_pool2d(..., ceil_mode=True)``; elements are summed
+    in the block's row-major order, one after another (blocks of more than
+    :data:`SEQUENTIAL_SUM_MAX` elements use ``torch.sum``). Half inputs give
+    float32 means. Score magnitudes with ``values``, e.g.
+    ``values={name: w.abs()}``.
+
+    Args and errors as in :func:`block_norms` (without ``p``).
+    """
+    where = "block_mean"
+    block = _block_of(block, where)
+    return means_of(block, read_views(params, block, where, values))
+
+
 def block_reduce(
-    params: Any, block: Any, fn: Callable[[Tensor], Tensor], *, values: Optional[Any] = None
+    params: Any, block: Any, fn: Callable[[Tensor], Tensor], *, values: Optional[Any] = None,
+    pad_value: float = math.nan,
 ) -> Tensor:
     """Pure: apply a custom reduction to the elements of every (coupled) block.
 
@@ -295,13 +378,22 @@ def block_reduce(
             (coupled specs' elements concatenated in spec order); must reduce
             the last dim and return ``grid_shape``, e.g. ``lambda b: b.abs().sum(-1)``.
         values: Optional mapping keyed like ``params`` to reduce instead.
+        pad_value: Fills the missing elements of partial edge blocks (padded
+            specs only). The default NaN lets NaN-aware reductions such as
+            ``torch.nansum`` ignore them; pass the neutral element of ``fn``
+            otherwise (e.g. ``0.0`` for a sum).
 
     Returns:
         ``fn``'s result, checked to have shape ``grid_shape``.
     """
     where = "block_reduce"
     block = _block_of(block, where)
-    out = fn(blocks_of(block, read_views(params, block, where, values)))
+    if isinstance(pad_value, bool) or not isinstance(pad_value, numbers.Real):
+        raise ArgumentError(
+            describe(where, "pad_value", "a real number (NaN, inf allowed)", repr(pad_value),
+                     "pass e.g. pad_value=0.0 for sums, or leave NaN and reduce with torch.nansum.")
+        )
+    out = fn(blocks_of(block, read_views(params, block, where, values), float(pad_value)))
     if not isinstance(out, Tensor) or tuple(out.shape) != tuple(block.grid_shape):
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ArgumentError(

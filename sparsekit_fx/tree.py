@@ -48,7 +48,7 @@ def spec_hypers(value: Any, treedef: Any, count: int, where: str, arg: str) -> L
     A number, tensor or ``None`` is shared by every spec. A tuple/list/dict
     with the spec tree's structure gives one value per spec.
     """
-    if count == 1 or not isinstance(value, (tuple, list, Mapping)):
+    if not isinstance(value, (tuple, list, Mapping)):
         return [value] * count
     leaves, vdef = pytree.tree_flatten(value, is_leaf=lambda x: not isinstance(x, (tuple, list, Mapping)))
     if vdef != treedef:

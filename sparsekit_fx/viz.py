@@ -25,10 +25,9 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ArgumentError, ParamError, describe
-from .layout import expand_grid, scope_to_view_grids, write_views
+from .layout import scope_to_params
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
 from .maskio import expand_block_masks
-from .ops import block_specs
 from .tree import flatten_specs
 
 __all__ = ["draw_layout", "sparsity_table", "print_sparsity_table", "layout_maps"]
@@ -53,15 +52,7 @@ def _scope_of(spec: Any) -> Any:
 
 def _scatter(scope: Any, layout_values: Tensor, fill: int) -> Dict[str, Tensor]:
     """Per-parameter int maps of values given in scope layout (``fill`` outside the views)."""
-    grids = scope_to_view_grids(scope, layout_values)
-    per_view = [expand_grid(g, b.shape) for g, b in zip(grids, block_specs(scope))]
-    groups: Dict[str, Any] = {}
-    for v, m in zip(scope.views(), per_view):
-        vs, ms = groups.setdefault(v.param, ([], []))
-        vs.append(v)
-        ms.append(m)
-    return {name: write_views(torch.full(vs[0].param_shape, fill, dtype=torch.int64), vs, ms)
-            for name, (vs, ms) in groups.items()}
+    return scope_to_params(scope, layout_values.to(torch.int64), fill)
 
 
 def layout_maps(tree: Any) -> Dict[str, Tuple[Tensor, Tensor]]:

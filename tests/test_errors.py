@@ -197,7 +197,7 @@ CATALOGUE: Tuple[Entry, ...] = (
       lambda: skf.masks(W, S, nnz=1, values={"w": torch.ones(2)}), "a values entry of the wrong shape"),
     E("values.integer", skf.ParamError, "values['w']",
       lambda: skf.block_norms(W, S, values={"w": torch.ones(4, 8, dtype=torch.long)}), "an integer values entry"),
-    E("values.device", skf.ParamError, "values",
+    E("values.device", skf.ParamError, "values['w']",
       lambda: skf.hard_threshold(W, S, nnz=1, values={"w": torch.ones(4, 8, device="meta")}),
       "values on another device than their parameter"),
     E("masks.type", skf.ParamError, "masks", lambda: skf.apply_masks(W, [1]), "apply_masks given masks that are not a mapping"),

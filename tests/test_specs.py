@@ -154,6 +154,18 @@ B = BlockSpec(V, (1, 4))
         (skf.ShapeMismatchError, lambda: BlockSpec(V, (3, 4)), "shape"),
         (skf.SpecError, lambda: BlockSpec(V, (0, 4)), "shape"),
         (skf.SpecError, lambda: BlockSpec(V, (-2, 4)), "shape"),
+        # partial edge blocks: pad must be a bool; without it, blocks must divide the view
+        (skf.SpecError, lambda: BlockSpec(V, (3, 4), pad="yes"), "pad"),
+        (skf.SpecError, lambda: BlockSpec(V, (3, 4), pad=1), "pad"),
+        (skf.ShapeMismatchError, lambda: BlockSpec(V, (3, 5)), "shape"),
+        (skf.ShapeMismatchError, lambda: BlockSpec(V, (3, 4, 1), pad=True), "shape"),
+        (skf.SpecError, lambda: BlockSpec(V, (0, 4), pad=True), "shape"),
+        # scopes divide the (ceil) grid of a padded spec exactly
+        (skf.ShapeMismatchError, lambda: ScopeSpec(BlockSpec(V, (3, 5), pad=True), (2, 1)), "shape"),
+        # couplings align padded grids like any other
+        (skf.CouplingError,
+         lambda: BlockCoupling((BlockSpec(V, (3, 5), pad=True), BlockSpec(View("u", (8, 12)), (2, 5), pad=True))),
+         "orders[1]"),
         (skf.SpecError, lambda: ScopeSpec(V, (1,)), "block"),
         (skf.ShapeMismatchError, lambda: ScopeSpec(B, (1, 1, 1)), "shape"),
         (skf.ShapeMismatchError, lambda: ScopeSpec(B, (3, 1)), "shape"),
@@ -190,3 +202,16 @@ def test_failed_construction_leaves_inputs_alone():
         View("w", shape, (10, 12))
     assert shape == [8, 12]
     assert math.prod(shape) == 96
+
+
+def test_non_dividing_block_message_points_to_pad():
+    with pytest.raises(skf.ShapeMismatchError) as e:
+        BlockSpec(V, (3, 5))
+    assert "pad=True" in str(e.value)
+
+
+def test_padded_specs_pickle_and_stay_leafless():
+    b = BlockSpec(View("w", (7, 9)), (2, 4), pad=True)
+    s = ScopeSpec(b, ())
+    assert pickle.loads(pickle.dumps(s)) == s and pickle.loads(pickle.dumps(b)).padding == (1, 3)
+    assert pytree.tree_flatten(s)[0] == []
