@@ -355,3 +355,84 @@ def test_check_finite_raises_iff_a_covered_element_is_not_finite(layout):
         else:
             raise AssertionError("check_finite did not raise")
     assert_unchanged(params, snap)
+
+
+# --------------------------------------------------------------------------
+# 8. the prox: loop reference, optimality conditions, NaN/Inf pass-through
+# --------------------------------------------------------------------------
+
+_EPS = {torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7, torch.float32: 2.0 ** -23, torch.float64: 2.0 ** -52}
+
+
+@st.composite
+def prox_case(draw, specials=False):
+    params, spec = draw(layouts(draw(st.sampled_from(["scope", "block"])), specials=specials))
+    dtype = params["untouched"].dtype
+    grid = tuple(spec.grid_shape)
+    how = draw(st.sampled_from(["number", "tensor0", "grid"]))
+    if how == "number":
+        t = draw(st.floats(0, 4))
+    elif how == "tensor0":
+        t = torch.tensor(draw(st.floats(0, 4)))
+    else:
+        t = torch.rand(grid, generator=torch.Generator().manual_seed(draw(st.integers(0, 2**31)))) * 4
+    cond = None
+    if draw(st.booleans()):  # positive diagonal metric, spread like Adam's sqrt(v_hat) + eps
+        g = torch.Generator().manual_seed(draw(st.integers(0, 2**31)))
+        cond = {k: torch.exp(torch.randn(v.shape, generator=g, dtype=torch.float64)).to(dtype)
+                for k, v in params.items() if k != "untouched"}
+    return params, spec, t, cond, draw(st.booleans())
+
+
+def _blocks(spec, t, scale):
+    for block, cidx, tb in ref._block_items(spec, t):
+        yield block, cidx, tb * (math.sqrt(block.numel_per_block()) if scale else 1.0)
+
+
+@given(prox_case())
+def test_prox_matches_loop_and_satisfies_optimality(case):
+    params, spec, t, cond, scale = case
+    dtype = params["untouched"].dtype
+    snap = snapshot(params)
+    csnap = snapshot(cond) if cond is not None else None
+    out = skf.soft_threshold(params, spec, t, conditioners=cond, scale=scale)
+    assert out.keys() == params.keys() and out["untouched"] is params["untouched"]
+    assert all(out[k].dtype == params[k].dtype and out[k].shape == params[k].shape for k in params)
+    exp = ref.soft_threshold(params, spec, t, cond, scale)
+    eps = _EPS[dtype]
+    for k in exp:
+        if k == "untouched":
+            continue
+        scale_k = float(params[k].double().abs().max()) + 1.0
+        torch.testing.assert_close(out[k].double(), exp[k], rtol=64 * eps, atol=64 * eps * scale_k)
+    if dtype in (torch.float32, torch.float64):  # optimality (KKT) of every block, in float64
+        outd = {k: v.double() for k, v in out.items()}
+        for block, cidx, tb in _blocks(spec, t, scale):
+            v = ref.block_elements(params, block, cidx).double()
+            x = ref.block_elements(outd, block, cidx)
+            h = torch.ones_like(v) if cond is None else ref.block_elements(cond, block, cidx).double()
+            tol = 64 * eps * (tb + float((h * v).norm()) + 1.0)
+            if bool((x == 0).all()):
+                assert float((h * v).norm()) <= tb + tol, "a zeroed block must have ||h v|| <= t"
+            else:
+                r = h * (v - x) - tb * x / x.norm()  # 0 in the subdifferential
+                assert float(r.norm()) <= tol, f"KKT residual {float(r.norm())} > {tol}"
+    assert_unchanged(params, snap)
+    if cond is not None:
+        assert_unchanged(cond, csnap)
+
+
+@given(prox_case(specials=True))
+def test_prox_passes_non_finite_blocks_through_unchanged(case):
+    params, spec, t, cond, scale = case
+    out = skf.soft_threshold(params, spec, t, conditioners=cond, scale=scale)
+    for block, cidx, tb in _blocks(spec, t, scale):
+        v = ref.block_elements(params, block, cidx)
+        x = ref.block_elements(out, block, cidx)
+        if not bool(torch.isfinite(v).all()):
+            assert bitwise_equal(x, v), "a block holding NaN/Inf must pass through the prox unchanged"
+        else:
+            h = None if cond is None else ref.block_elements(cond, block, cidx)
+            e, _ = ref.prox_block(v, tb, h)
+            eps = _EPS[params["untouched"].dtype]
+            torch.testing.assert_close(x.double(), e, rtol=64 * eps, atol=64 * eps * (float(v.double().abs().max()) + 1))
