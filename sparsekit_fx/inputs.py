@@ -57,7 +57,8 @@ def check_param(mapping: Any, name: str, shape: Optional[Tuple[int, ...]], where
     if not t.is_floating_point():
         raise ParamError(
             describe(where, f"{arg}[{name!r}]", "a floating-point tensor", t.dtype,
-                     "sparsify float16/bfloat16/float32/float64 tensors; cast integer or bool tensors first.")
+                     "sparsify float16/bfloat16/float32/float64 tensors; cast integer or bool tensors first."
+                     if arg == "params" else f"pass {arg} as floating-point tensors, e.g. t.float().")
         )
     if shape is not None and tuple(t.shape) != tuple(shape):
         raise ShapeMismatchError(
