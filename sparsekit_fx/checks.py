@@ -39,11 +39,11 @@ def _index(flat: int, shape: Tuple[int, ...]) -> Tuple[int, ...]:
     return tuple(reversed(out))
 
 
-def check_finite(params: Any, spec: Any, *, values: Optional[Any] = None) -> None:
+def check_finite(params: Any, spec: Any, *, values: Optional[Any] = None, conditioners: Optional[Any] = None) -> None:
     """Pure (eager only, raises): check that every element a spec covers is finite.
 
-    Checks the elements of ``params`` (and of ``values``, if given) that the
-    views of ``spec`` cover; elements outside every view are not ops' inputs
+    Checks the elements of ``params`` (and of ``values`` and ``conditioners``,
+    if given) that the views of ``spec`` cover; elements outside every view are not ops' inputs
     and are not checked. It reads tensor values on the host (``.item()``), so
     call it eagerly, outside ``torch.compile``. Nothing is modified.
 
@@ -52,6 +52,8 @@ def check_finite(params: Any, spec: Any, *, values: Optional[Any] = None) -> Non
         spec: A spec or a spec tree (tuple/list/dict of specs).
         values: Optional mapping keyed like ``params`` (the tensors scored
             instead of the parameters); checked the same way.
+        conditioners: Optional mapping keyed like ``params`` (the diagonal
+            metric of :func:`~sparsekit_fx.soft_threshold`); checked the same way.
 
     Raises:
         NonFiniteError: A covered element is NaN, +inf or -inf. The message
@@ -67,13 +69,15 @@ def check_finite(params: Any, spec: Any, *, values: Optional[Any] = None) -> Non
     by_param: Dict[str, List[View]] = {}
     for s in specs:
         view_sources(params, s.views(), _WHERE)
-        if values is not None:
-            view_sources(params, s.views(), _WHERE, values=values)
+        for arg, m in (("values", values), ("conditioners", conditioners)):
+            if m is not None:
+                view_sources(params, s.views(), _WHERE, values=m, values_arg=arg)
         for v in s.views():
             vs = by_param.setdefault(v.param, [])
             if v not in vs:
                 vs.append(v)
-    sources = [("params", params)] + ([("values", values)] if values is not None else [])
+    sources = [(a, m) for a, m in (("params", params), ("values", values), ("conditioners", conditioners))
+               if m is not None]
     for arg, mapping in sources:
         for name, views in by_param.items():
             t = mapping[name].detach()
