@@ -309,7 +309,7 @@ HALF_RTOL = {torch.float16: 2.0 ** -11, torch.bfloat16: 2.0 ** -8}
 
 
 @given(layouts("scope", specials=False), st.sampled_from(HALF), st.sampled_from((1, 2, math.inf)))
-def test_half_precision_scores_are_float32_scores_of_the_cast_values(layout, dtype, p):
+def test_half_precision_computes_in_float32_from_the_cast_values(layout, dtype, p):
     params, scope = layout
     full = {k: v.to(torch.float32) for k, v in params.items()}
     half = {k: v.to(dtype) for k, v in full.items()}
@@ -319,9 +319,17 @@ def test_half_precision_scores_are_float32_scores_of_the_cast_values(layout, dty
     assert bitwise_equal(got, up), "half scores differ from float32 scores of the upcast values"
     exp = skf.scope_scores(full, scope, p=p)
     torch.testing.assert_close(got, exp, rtol=HALF_RTOL[dtype] * 1.01 + 1e-6, atol=1e-6)
+    up = {k_: v.float() for k_, v in half.items()}
     k = scope.numblk_per_scope() // 2
-    assert torch.equal(skf.block_masks(half, scope, nnz=k, p=p), skf.block_masks({k_: v.float() for k_, v in half.items()},
-                                                                                scope, nnz=k, p=p))
+    assert torch.equal(skf.block_masks(half, scope, nnz=k, p=p), skf.block_masks(up, scope, nnz=k, p=p))
+    ht, ht_up = skf.hard_threshold(half, scope, nnz=k, p=p), skf.hard_threshold(up, scope, nnz=k, p=p)
+    assert all(bitwise_equal(ht[n], ht_up[n].to(dtype)) for n in half)
+    # the prox computes in float32 from the exactly upcast values and rounds once to the param dtype
+    cond = {k_: (v.abs() + 0.5).to(dtype) for k_, v in full.items()}
+    for c in (None, cond):
+        pr = skf.soft_threshold(half, scope, 0.3, conditioners=c)
+        pr_up = skf.soft_threshold(up, scope, 0.3, conditioners=None if c is None else {n: v.float() for n, v in c.items()})
+        assert all(bitwise_equal(pr[n], pr_up[n].to(dtype)) for n in half), "half prox != float32 prox rounded"
 
 
 # --------------------------------------------------------------------------
