@@ -4,13 +4,18 @@ For each registered op (tests/compat_cases.py):
 
 * eager == compiled(fullgraph=True), across several tensor hyper-parameter
   values, with exactly one compiled frame (no recompiles);
-* vmap over a batch of params == a Python loop, and compile(vmap) == the loop;
+* vmap over a batch of params == a Python loop, and compile(vmap) == the loop
+  (through Dynamo + AOTAutograd + functorch with the ``aot_eager`` backend,
+  which is where vmap meets the compiler; set ``SKF_COMPAT_INDUCTOR=1`` to
+  also generate Inductor code for every vmapped op, ~10 minutes of C++
+  compiling on 2 cores);
 * where meaningful, torch.func.grad == finite differences (float64).
 
 Compiled functions are cached per op so the suite stays fast on 2 CPU cores.
 """
 
 import functools
+import os
 import types
 
 import pytest
@@ -91,7 +96,8 @@ def test_vmap_equals_loop_eager_and_compiled(case):
     h = case.hypers[-1]
     loop = pytree.tree_map(lambda *xs: torch.stack(xs), *[case.fn(p, h) for p in ps])
     _eq(torch.func.vmap(case.fn, in_dims=(0, None))(batched, h), loop)
-    compiled = torch.compile(_own_code(torch.func.vmap(case.fn, in_dims=(0, None))), fullgraph=True)
+    backend = "inductor" if os.environ.get("SKF_COMPAT_INDUCTOR") else "aot_eager"
+    compiled = torch.compile(_own_code(torch.func.vmap(case.fn, in_dims=(0, None))), backend=backend, fullgraph=True)
     _eq(compiled(batched, h), loop)
 
 
