@@ -10,6 +10,7 @@ re-exports the public API.
 
 from .adam import ProxAdamState, adam_conditioners, prox_adam_init, prox_adam_step
 from .builder import SpecBuilder
+from .checks import check_finite
 from .compile import compile_step
 from .engine import batching
 from .errors import (
@@ -18,6 +19,7 @@ from .errors import (
     CouplingError,
     DuplicateNameError,
     FormatError,
+    NonFiniteError,
     ParamError,
     RuleError,
     ShapeMismatchError,
@@ -104,6 +106,8 @@ __all__ = [
     "adam_conditioners",
     # write-back
     "write_through_",
+    # eager value checks (the NaN/Inf policy)
+    "check_finite",
     # compiled steps
     "compile_step",
     "batching",
@@ -151,4 +155,5 @@ __all__ = [
     "UnknownNameError",
     "DuplicateNameError",
     "FormatError",
+    "NonFiniteError",
 ]

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ArgumentError, CouplingError, ParamError, ShapeMismatchError, SpecError, describe
+from .inputs import check_param
 from .prox_ops import soft_threshold
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, View, _views_overlap
 
@@ -174,9 +175,10 @@ def _check_state(params: Any, grads: Any, state: Any) -> None:
                 raise ParamError(describe(_WHERE, arg, f"an entry {name!r} (held by the state)",
                                           f"keys {sorted(m)[:8]}", f"add {name!r} to {arg}, or re-create the state "
                                           "with prox_adam_init on the params you optimise."))
-        p, g = params[name], grads[name]
-        if not isinstance(g, Tensor) or tuple(g.shape) != tuple(p.shape):
-            got = tuple(g.shape) if isinstance(g, Tensor) else type(g).__name__
+        p = check_param(params, name, None, _WHERE, "params")  # a floating tensor (no integer/bool params)
+        g = check_param(grads, name, None, _WHERE, "grads")
+        if tuple(g.shape) != tuple(p.shape):
+            got = tuple(g.shape)
             raise ShapeMismatchError(describe(_WHERE, f"grads[{name!r}]", f"a tensor of shape {tuple(p.shape)}",
                                               got, "pass the gradient of each parameter, same shape."))
         if tuple(state.exp_avg[name].shape) != tuple(p.shape):

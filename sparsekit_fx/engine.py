@@ -152,7 +152,7 @@ def run(
     keeps: List[Any] = [None] * len(specs)
     stacks = _Stacks()
     for lvl in lvls:
-        for grp in groups(specs, lvl):
+        for grp in _by_dtype(groups(specs, lvl), specs, current, aux):
             gspecs = [specs[i] for i in grp]
             xs = [[read_view(current[v.param], v) for v in s.views()] for s in gspecs]
             ax = [{k: [read_view(m[v.param], v) for v in s.views()] for k, m in aux.items()} for s in gspecs]
@@ -180,3 +180,22 @@ def run(
     if "keep" in want:
         result["keep"] = keeps
     return result
+
+
+def _by_dtype(grps: List[List[int]], specs: Sequence[Any], current: Dict[str, Tensor],
+              aux: Dict[str, Any]) -> List[List[int]]:
+    """Split layout groups so that stacked specs share dtypes and devices.
+
+    Stacking tensors of different dtypes would promote them (a float16
+    parameter would come back as float32), and of different devices would fail.
+    """
+    out: List[List[int]] = []
+    for grp in grps:
+        sub: Dict[Any, List[int]] = {}
+        for i in grp:
+            key = tuple((m[v.param].dtype, m[v.param].device) for m in (current, *aux.values())
+                        for v in specs[i].views())
+            sub.setdefault(key, []).append(i)
+        out.extend(sub.values())
+    return out
+

@@ -23,6 +23,7 @@ __all__ = [
     "UnknownNameError",
     "DuplicateNameError",
     "FormatError",
+    "NonFiniteError",
     "describe",
 ]
 
@@ -80,6 +81,11 @@ class DuplicateNameError(BuilderError):
 class FormatError(SparseKitError, ValueError):
     """A saved spec tree or mask file is malformed, of another format, or of an
     unsupported schema version."""
+
+
+class NonFiniteError(SparseKitError, ValueError):
+    """:func:`~sparsekit_fx.check_finite` found NaN or Inf values. Pure ops never
+    raise it: they must compile, so they handle NaN/Inf deterministically instead."""
 
 
 def describe(where: str, arg: str, expected: Any, got: Any, fix: str) -> str:

@@ -26,10 +26,12 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def check_param(mapping: Any, name: str, shape: Optional[Tuple[int, ...]], where: str, arg: str) -> Tensor:
+def check_param(mapping: Any, name: str, shape: Optional[Tuple[int, ...]], where: str, arg: str,
+                named_by: str = "the spec") -> Tensor:
     """Pure: fetch ``mapping[name]`` and check it is a floating tensor of ``shape``.
 
-    ``shape=None`` skips the shape check.
+    ``shape=None`` skips the shape check; ``named_by`` says where the name
+    came from, for the message.
 
     Raises:
         ParamError: ``mapping`` is not a mapping, lacks ``name``, or holds a
@@ -44,8 +46,8 @@ def check_param(mapping: Any, name: str, shape: Optional[Tuple[int, ...]], where
     if name not in mapping:
         known = sorted(mapping)[:8]
         raise ParamError(
-            describe(where, arg, f"an entry {name!r} (named by the spec)", f"keys {known}",
-                     f"add {name!r} to {arg}, or build the spec with the name your mapping uses.")
+            describe(where, arg, f"an entry {name!r} (named by {named_by})", f"keys {known}",
+                     f"add {name!r} to {arg}, or use the names of your mapping in {named_by}.")
         )
     t = mapping[name]
     if not isinstance(t, Tensor):
@@ -55,12 +57,14 @@ def check_param(mapping: Any, name: str, shape: Optional[Tuple[int, ...]], where
     if not t.is_floating_point():
         raise ParamError(
             describe(where, f"{arg}[{name!r}]", "a floating-point tensor", t.dtype,
-                     "sparsify float16/bfloat16/float32/float64 tensors; cast integer or bool tensors first.")
+                     "sparsify float16/bfloat16/float32/float64 tensors; cast integer or bool tensors first."
+                     if arg == "params" else f"pass {arg} as floating-point tensors, e.g. t.float().")
         )
     if shape is not None and tuple(t.shape) != tuple(shape):
         raise ShapeMismatchError(
-            describe(where, f"{arg}[{name!r}]", f"shape {tuple(shape)} (the spec's param_shape)",
-                     tuple(t.shape), "rebuild the spec from the current tensor, e.g. with View.of(name, tensor).")
+            describe(where, f"{arg}[{name!r}]", f"shape {tuple(shape)} (the spec's param_shape)", tuple(t.shape),
+                     "rebuild the spec from the current tensor, e.g. with View.of(name, tensor)." if arg == "params"
+                     else f"pass {arg} shaped like the parameters they stand for.")
         )
     return t
 

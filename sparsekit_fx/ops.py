@@ -102,7 +102,7 @@ def _thresholds(thresholds: Any, scope: Any, dtype: torch.dtype, device: torch.d
 def _nnz(nnz: Any, sparsity: Any, scope: Any, device: torch.device, where: str) -> Tensor:
     n = scope.numblk_per_scope()
     if sparsity is not None:
-        nnz = sparsity_to_nnz(scope, sparsity)
+        nnz = sparsity_to_nnz(scope, sparsity, _where=where)
     if isinstance(nnz, Tensor) and nnz.ndim != 0 and tuple(nnz.shape) != tuple(scope.grid_shape):
         raise ShapeMismatchError(
             describe(where, "nnz", f"an int, a 0-d tensor or shape {tuple(scope.grid_shape)} (the scope grid)",
@@ -111,16 +111,20 @@ def _nnz(nnz: Any, sparsity: Any, scope: Any, device: torch.device, where: str) 
     return _as_k(nnz, n, where, "nnz", 0, n, device)
 
 
-def _check_scores(scores: Any, scope: Any, where: str) -> Tensor:
+def _check_scores(scores: Any, scope: Any, device: torch.device, where: str) -> Tensor:
     want = tuple(scope.grid_shape) + (scope.numblk_per_scope(),)
     if not isinstance(scores, Tensor) or not scores.is_floating_point():
-        raise ArgumentError(describe(where, "scores", f"a float tensor of shape {want}", type(scores).__name__,
+        got = f"a {scores.dtype} tensor" if isinstance(scores, Tensor) else type(scores).__name__
+        raise ArgumentError(describe(where, "scores", f"a float tensor of shape {want}", got,
                                      "pass scores from scope_scores(...) or of that layout."))
     if tuple(scores.shape) != want:
         raise ShapeMismatchError(
             describe(where, "scores", f"shape {want} (*scope.grid_shape, numblk_per_scope)", tuple(scores.shape),
                      "compute scores with scope_scores(params, scope, values=...) or match that layout.")
         )
+    if scores.device != device:
+        raise ParamError(describe(where, "scores", f"a tensor on the params' device ({device})", scores.device,
+                                  f"move the scores first: scores.to('{device}')."))
     return scores
 
 
@@ -216,7 +220,7 @@ def _select(params: Any, spec: Any, where: str, want: frozenset, *, nnz: Any, sp
         else:
             hyper["nnz"] = _nnz(h if mode == "nnz" else None, h if mode == "sparsity" else None, sc, dev, where)
         if sco is not None:
-            hyper["scores"] = _check_scores(sco, sc, where)
+            hyper["scores"] = _check_scores(sco, sc, dev, where)
         hypers.append(hyper)
     res = run(params, scopes, _select_kernel(p), hypers, where=where, aux={"values": values}, want=want)
     if "keep" in want:
@@ -308,7 +312,7 @@ def apply_masks(params: Any, masks: Any) -> Dict[str, Tensor]:
                                   "pass dict(model.named_parameters())."))
     out = dict(params)
     for name, m in masks.items():
-        x = check_param(params, name, None, where, "params")
+        x = check_param(params, name, None, where, "params", named_by="masks")
         if not isinstance(m, Tensor) or tuple(m.shape) != tuple(x.shape):
             got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
             raise ShapeMismatchError(describe(where, f"masks[{name!r}]", f"a tensor of shape {tuple(x.shape)}", got,

@@ -116,11 +116,10 @@ def block_sum(block: object, parts: Sequence[Tensor]) -> Tensor:
         coupled block, across every coupled spec.
     """
     specs, orders = _specs(block)
-    total: Optional[Tensor] = None
-    for p, s, o in zip(parts, specs, orders):
-        g = permute_grid(_sum_blocks(p, s), o)
-        total = g if total is None else total + g
-    assert total is not None
+    sums = [permute_grid(_sum_blocks(p, s), o) for p, s, o in zip(parts, specs, orders)]
+    total = sums[0]
+    for g in sums[1:]:
+        total = total + g
     return total
 
 
@@ -144,15 +143,28 @@ def default_passes(dtype: torch.dtype) -> int:
     return PASSES_FLOAT64 if dtype == torch.float64 else PASSES
 
 
-def _outputs(block: object, parts: Sequence[Tensor], xs: Sequence[Tensor]) -> List[Tensor]:
-    """Interleaved results back to view shape, padding cropped, in the input dtypes."""
+def _outputs(block: object, parts: Sequence[Tensor], xs: Sequence[Tensor], fin: Optional[Tensor] = None,
+             elementwise: bool = False) -> List[Tensor]:
+    """Interleaved results back to view shape, padding cropped, in the input dtypes.
+
+    Where ``fin`` (coupled-grid shaped; interleaved-shaped if ``elementwise``)
+    is False the input elements are returned bit for bit (NaN payloads
+    included): blocks holding NaN or Inf pass through unchanged.
+    """
     specs, _ = _specs(block)
+    if fin is None:
+        fins: Sequence[Optional[Tensor]] = [None] * len(specs)
+    else:
+        fins = [fin] if elementwise else to_parts(block, fin)
     out = []
-    for p, x, s in zip(parts, xs, specs):
+    for p, x, s, f in zip(parts, xs, specs, fins):
+        p = p.to(x.dtype)
+        if f is not None:
+            p = torch.where(f, p, _inter(x, s))
         if s.pad:
             lead = tuple(x.shape[: x.ndim - s.ndim])
             p = crop_trailing(p.reshape(lead + tuple(s.padded_shape)), tuple(x.shape[x.ndim - s.ndim :]))
-        out.append(p.reshape(x.shape).to(x.dtype))
+        out.append(p.reshape(x.shape))
     return out
 
 
@@ -172,7 +184,8 @@ def euclidean_prox(block: object, xs: Sequence[Tensor], t: Tensor) -> List[Tenso
 
     Returns:
         New view tensors (same shapes and dtypes). All-zero blocks stay zero
-        and get finite (zero) gradients.
+        and get finite (zero) gradients. Blocks holding NaN or Inf (their
+        norm is not finite) are returned unchanged.
     """
     specs, _ = _specs(block)
     acc = _acc(*xs, t)
@@ -180,10 +193,12 @@ def euclidean_prox(block: object, xs: Sequence[Tensor], t: Tensor) -> List[Tenso
     t = t.to(acc).clamp_min(0)
     n2 = block_sum(block, [v * v for v in vs])
     td = t.detach()
-    keep = (torch.sqrt(n2.detach()) > td) | (td <= 0)  # t = 0 is the identity, zero blocks included
-    safe = keep & (n2.detach() > 0)
-    factor = torch.where(keep, 1 - t / torch.sqrt(torch.where(safe, n2, 1.0)), 0.0)
-    return _outputs(block, [v * f for v, f in zip(vs, to_parts(block, factor))], xs)
+    fin = torch.isfinite(n2.detach())  # NaN/Inf blocks pass through unchanged (the NaN/Inf policy)
+    keep = (torch.sqrt(n2.detach()) > td) | (td <= 0) | ~fin  # t = 0 is the identity, zero blocks included
+    safe = keep & fin & (n2.detach() > 0)
+    shrink = 1 - t / torch.sqrt(torch.where(safe, n2, 1.0))
+    factor = torch.where(safe, shrink, torch.where(keep, 1.0, 0.0))
+    return _outputs(block, [v * f for v, f in zip(vs, to_parts(block, factor))], xs, fin)
 
 
 # ---------------------------------------------------------------------------
@@ -234,8 +249,10 @@ def solve_mu(
     Returns:
         ``(mu, keep)`` in the coupled grid. ``keep`` is True where the block
         survives (``||h v|| > t``, or ``t == 0``); ``mu`` is 1 where it does
-        not. ``mu`` carries the implicit-function gradient (its value is the
-        solution).
+        not, and for blocks whose ``h v`` is not finite (NaN/Inf, which
+        :func:`preconditioned_prox` passes through unchanged; ``keep`` is
+        False there). ``mu`` carries the implicit-function gradient (its value
+        is the solution).
     """
     specs, _ = _specs(block)
     acc = _acc(*xs, *hs, t)
@@ -243,19 +260,23 @@ def solve_mu(
     hs_ = [_inter(h.to(acc), s, 1.0) for h, s in zip(hs, specs)]
     t = t.to(acc).clamp_min(0)
     a = [h * v for h, v in zip(hs_, vs)]
-    return _solve(block, a, hs_, t, passes or default_passes(acc))
+    mu, keep, _ = _solve(block, a, hs_, t, passes or default_passes(acc))
+    return mu, keep
 
 
-def _solve(block: object, a: Sequence[Tensor], h: Sequence[Tensor], t: Tensor, passes: int) -> Tuple[Tensor, Tensor]:
+def _solve(block: object, a: Sequence[Tensor], h: Sequence[Tensor], t: Tensor,
+           passes: int) -> Tuple[Tensor, Tensor, Tensor]:
     ad = [x.detach() for x in a]
     hd = [x.detach() for x in h]
     td = t.detach()
     a2 = block_sum(block, [x * x for x in ad])
     a2h = block_sum(block, [x * x * y for x, y in zip(ad, hd)])
+    # Blocks with NaN/Inf in h * v (or h * v h overflowing) pass through unchanged: no finite solution.
+    fin = torch.isfinite(a2) & torch.isfinite(a2h)
     norm = torch.sqrt(a2)
     # Survivors: ||a|| > t (compared after the same rounding as the gap below,
     # so the gap is > 0), and every block when t = 0 (the prox is the identity).
-    keep = (norm > td) | (td <= 0)
+    keep = ((norm > td) | (td <= 0)) & fin
     a2_safe = torch.where(a2 > 0, a2, 1.0)
     gap = torch.where(norm > td, norm - td, 1.0)
     t_safe = torch.where(td > 0, td, 1.0)
@@ -276,7 +297,7 @@ def _solve(block: object, a: Sequence[Tensor], h: Sequence[Tensor], t: Tensor, p
     n_g = torch.sqrt(torch.where(keep & (n2g.detach() > 0), n2g, 1.0))
     psi = prev * n_g - t  # = 0 at the solution; d psi / d mu = S1 / N
     step = (psi - psi.detach()) * (n_g / s1).detach()
-    return mu - torch.where(keep, step, 0.0), keep
+    return mu - torch.where(keep, step, 0.0), keep, fin
 
 
 def preconditioned_prox(
@@ -296,7 +317,8 @@ def preconditioned_prox(
     Returns:
         New view tensors (same shapes and dtypes as ``xs``). Blocks with
         ``||h v|| <= t`` are exactly 0. Blocks of one element use the closed
-        form ``v - t sign(v) / h``.
+        form ``v - t sign(v) / h``. Blocks whose ``h v`` holds NaN or Inf
+        (NaN/Inf in the values or the conditioner) are returned unchanged.
     """
     specs, _ = _specs(block)
     acc = _acc(*xs, *hs, t)
@@ -307,12 +329,13 @@ def preconditioned_prox(
     if sum(s.numel_per_block() for s in specs) == 1:
         (v,), (h,), (ai,) = vs, hs_, a
         (tp,) = to_parts(block, t)
+        fin = torch.isfinite(ai.detach())
         keep = (ai.abs() > tp) | (tp <= 0)
         out = torch.where(keep.detach(), v - tp * torch.sign(v) / h, 0.0)
-        return _outputs(block, [out], xs)
-    mu, keep = _solve(block, a, hs_, t, passes or default_passes(acc))
+        return _outputs(block, [out], xs, fin, elementwise=True)
+    mu, keep, fin = _solve(block, a, hs_, t, passes or default_passes(acc))
     outs = [
         torch.where(k, ai / (hi + m), 0.0)
         for ai, hi, m, k in zip(a, hs_, to_parts(block, mu), to_parts(block, keep))
     ]
-    return _outputs(block, outs, xs)
+    return _outputs(block, outs, xs, fin)

@@ -50,8 +50,9 @@ def _block_thresholds(scope: ScopeSpec, t: Tensor) -> Tensor:
 
 def _prox_block(block: Any, xs: Sequence[Tensor], t: Tensor, hs: Optional[Sequence[Tensor]],
                 scale: bool, passes: Optional[int]) -> List[Tensor]:
-    if scale:
-        t = t * math.sqrt(block.numel_per_block())
+    if scale:  # in the computation dtype: a float32 threshold must not round t * sqrt(n) for float64 params
+        acc = torch.float64 if any(x.dtype == torch.float64 for x in (*xs, t)) else torch.float32
+        t = t.to(acc) * math.sqrt(block.numel_per_block())
     if hs is None:
         return euclidean_prox(block, xs, t)
     return preconditioned_prox(block, xs, hs, t, passes)

@@ -102,8 +102,9 @@ def _as_k(k: Any, n: int, where: str, arg: str, lo: int, hi: int, device: torch.
         )
     k = int(k)
     if not lo <= k <= hi:
+        unit = "blocks per scope" if arg == "nnz" else "entries along dim"
         raise ArgumentError(
-            describe(where, arg, f"a value in [{lo}, {hi}] (blocks per scope: {n})", k,
+            describe(where, arg, f"a value in [{lo}, {hi}] ({unit}: {n})", k,
                      f"choose {arg} between {lo} and {hi}.")
         )
     return torch.full((), k, dtype=torch.int64, device=device)
@@ -324,7 +325,7 @@ def kth_mid(x: Tensor, k: Any, dim: int = -1, k_weight: float = 1.0) -> Tensor:
     return (v1 + k_weight * v2) / (1.0 + k_weight)
 
 
-def sparsity_to_nnz(scope: Any, sparsity: Any) -> Any:
+def sparsity_to_nnz(scope: Any, sparsity: Any, *, _where: str = "sparsity_to_nnz") -> Any:
     """Pure: blocks kept per scope for a fraction ``sparsity`` of blocks pruned.
 
     ``nnz = n - floor(sparsity * n)`` with ``n = scope.numblk_per_scope()``,
@@ -332,7 +333,7 @@ def sparsity_to_nnz(scope: Any, sparsity: Any) -> Any:
     ``[0, 1]``); a tensor gives an int64 tensor (clamped), computed in float64
     so that it never triggers a recompile.
     """
-    where = "sparsity_to_nnz"
+    where = _where  # ops pass their own name, so messages point at the call the user made
     n = scope.numblk_per_scope()
     if isinstance(sparsity, Tensor):
         if not sparsity.is_floating_point():

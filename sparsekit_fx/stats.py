@@ -6,10 +6,21 @@ spec. The ``*_of`` helpers take the view tensors directly (one per
 the ops and the batched tree engine build on.
 
 A coupled block is the union of the corresponding blocks of every coupled
-spec, so its p-norm is the p-norm of the per-spec p-norms, its min the min of
-the mins, and so on; no concatenated copy is made except for
-:func:`block_reduce`, whose function needs the elements themselves.
-Half-precision inputs accumulate norms in float32 (float64 stays float64).
+spec, so its p-norm is the root of the sum of the per-spec power sums
+(``sum |x|**p``), its min the min of the mins, and so on; no concatenated copy
+is made except for :func:`block_reduce`, whose function needs the elements
+themselves. Half-precision inputs accumulate norms in float32 (float64 stays
+float64).
+
+Norms are *deterministic*: power sums are added in a fixed pairwise order with
+elementwise operations (never a reduction kernel, whose order depends on the
+backend and the thread count), and float32 square roots are taken in float64
+and rounded (correctly rounded, unlike some vectorised float32 ``sqrt``
+kernels). So eager and compiled code, and any thread count, give bitwise
+identical norms, and masks ranked on them are identical too. The exceptions
+are float64 inputs with ``p=2`` (the float64 ``sqrt`` itself may differ in
+the last bit between eager and compiled code) and orders ``p`` other than
+``0, 1, 2, inf, -inf`` (``pow`` may differ likewise).
 
 Partial edge blocks (``BlockSpec(..., pad=True)``) are padded with the
 neutral element of each statistic, so only real elements count: ``0`` for
@@ -46,6 +57,7 @@ __all__ = [
     "blocks_of",
     "scores_of",
     "read_views",
+    "tree_sum",
 ]
 
 
@@ -97,25 +109,97 @@ def _reduce_spec(x: Tensor, spec: BlockSpec, how: Callable[[Tensor, Any], Tensor
     return how(interleave(x, spec.shape, spec.padding, fill), odd_dims(spec.ndim))
 
 
-def _spec_norms(x: Tensor, spec: BlockSpec, p: float) -> Tensor:
+def tree_sum(t: Tensor, dim: int) -> Tensor:
+    """Pure: sum over ``dim`` (kept, size 1) in a fixed pairwise order.
+
+    Only elementwise additions of slices are used, so the rounding is the same
+    in eager and compiled code and for any thread count (a reduction kernel
+    may add in any order). Pairwise summation also has a smaller error bound
+    than sequential summation.
+    """
+    n = t.shape[dim]
+    rest: List[Tensor] = []
+    while n > 1:
+        h = n // 2
+        if n % 2:
+            rest.append(t.narrow(dim, 2 * h, 1))
+        t = t.narrow(dim, 0, h) + t.narrow(dim, h, h)
+        n = h
+    for r in reversed(rest):
+        t = t + r
+    return t
+
+
+def _is_sum(p: float) -> bool:
+    """Whether order ``p`` is a power sum (``sum |x|**p``) rather than max/min/count."""
+    return p not in (0, math.inf, -math.inf)
+
+
+def _spec_power(x: Tensor, spec: BlockSpec, p: float) -> Tensor:
+    """Per-block ``sum |x|**p`` (or max/min of ``|x|``, or the non-zero count) in the accumulation dtype."""
     dt = acc_dtype(x.dtype)
-    fill = math.inf if p == -math.inf else 0.0
-    return _reduce_spec(x, spec, lambda t, dims: torch.linalg.vector_norm(t, ord=p, dim=dims, dtype=dt), fill)
+    if not _is_sum(p):
+        fill = math.inf if p == -math.inf else 0.0  # the neutral element for padding
+        return _reduce_spec(x, spec, lambda t, dims: torch.linalg.vector_norm(t, ord=p, dim=dims, dtype=dt), fill)
+    x = x.to(dt)
+    if p == 2:
+        t = x * x
+    elif p == 1:
+        t = x.abs()
+    else:
+        a = x.abs()  # guard pow's infinite derivative at 0 (p < 1) so gradients stay finite
+        nz = a != 0
+        t = torch.where(nz, torch.where(nz, a, torch.ones_like(a)).pow(p), torch.zeros_like(a))
+    if spec.ndim == 0:
+        return t
+    t = interleave(t, spec.shape, spec.padding, 0.0)  # padding adds 0 to the sums
+    for d in odd_dims(spec.ndim):
+        if t.shape[d] > 1:
+            t = tree_sum(t, d)
+    return t.reshape(tuple(x.shape[: x.ndim - spec.ndim]) + tuple(spec.grid_shape))
+
+
+def _root(s: Tensor, p: float) -> Tensor:
+    """The p-th root of a power sum (identity for max/min/count orders).
+
+    The gradient at a zero sum is 0 (the subgradient ``torch.linalg.vector_norm``
+    uses), not the NaN of ``0 * inf``; NaN and inf sums stay NaN and inf.
+    """
+    if not _is_sum(p) or p == 1:
+        return s
+    nz = s != 0
+    safe = torch.where(nz, s, torch.ones_like(s))
+    if p == 2 and s.dtype == torch.float32:  # correctly rounded, identical in eager and compiled code
+        r = safe.to(torch.float64).sqrt().to(torch.float32)
+    elif p == 2:
+        r = safe.sqrt()
+    else:
+        r = safe.pow(1.0 / p)
+    return torch.where(nz, r, torch.zeros_like(r))
 
 
 def norms_of(block: Any, xs: Sequence[Tensor], p: float = 2.0) -> Tensor:
-    """Pure: per-block p-norms from view tensors; shape ``(*lead, *block.grid_shape)``."""
-    if isinstance(block, BlockSpec):
-        return _spec_norms(xs[0], block, p)
-    parts = [
-        permute_grid(_spec_norms(x, s, p), o) for x, s, o in zip(xs, block.specs, block.orders)
-    ]
-    if len(parts) == 1:
-        return parts[0]
-    stacked = torch.stack(parts, dim=-1)
-    if p == 0:
-        return stacked.sum(-1)
-    return torch.linalg.vector_norm(stacked, ord=p, dim=-1)
+    """Pure: per-block p-norms from view tensors; shape ``(*lead, *block.grid_shape)``.
+
+    Deterministic (see the module docstring). A block of one element has norm
+    ``|x|`` exactly for every ``p > 0``.
+    """
+    specs = block.specs if isinstance(block, BlockCoupling) else (block,)
+    orders = block.orders if isinstance(block, BlockCoupling) else (tuple(range(block.ndim)),)
+    if _is_sum(p) and len(specs) == 1 and specs[0].numel_per_block() == 1:
+        x, s = xs[0], specs[0]
+        return permute_grid(x.to(acc_dtype(x.dtype)).abs().reshape(tuple(x.shape[: x.ndim - s.ndim]) + s.grid_shape),
+                            orders[0])
+    parts = [permute_grid(_spec_power(x, s, p), o) for x, s, o in zip(xs, specs, orders)]
+    total = parts[0]
+    for part in parts[1:]:  # coupled specs, in spec order
+        if p == math.inf:
+            total = torch.maximum(total, part)
+        elif p == -math.inf:
+            total = torch.minimum(total, part)
+        else:
+            total = total + part
+    return _root(total, p)
 
 
 def minmax_of(block: Any, xs: Sequence[Tensor], largest: bool) -> Tensor:

@@ -51,7 +51,26 @@ def masked_update(params: Any, grads: Any, masks: Any, update: Callable[[Tensor,
 
     Returns:
         New params; pruned elements are exactly 0. Inputs are left unchanged.
+
+    Raises:
+        ParamError: ``params``/``grads`` are not mappings, or ``grads`` lacks
+            a name of ``params``.
+        ShapeMismatchError: A gradient's shape differs from its parameter's
+            (it would broadcast silently).
     """
+    where = "masked_update"
+    for arg, m in (("params", params), ("grads", grads)):
+        if not isinstance(m, Mapping):
+            raise ParamError(describe(where, arg, "a mapping of parameter name -> Tensor", type(m).__name__,
+                                      "pass dicts keyed like dict(model.named_parameters())."))
+    for k, p in params.items():
+        if k not in grads:
+            raise ParamError(describe(where, "grads", f"an entry {k!r} (a name of params)", f"keys {sorted(grads)[:8]}",
+                                      "pass the gradients of every parameter, e.g. torch.func.grad(loss)(params)."))
+        g = grads[k]
+        if isinstance(p, Tensor) and isinstance(g, Tensor) and tuple(g.shape) != tuple(p.shape):
+            raise ShapeMismatchError(describe(where, f"grads[{k!r}]", f"shape {tuple(p.shape)} (the parameter's)",
+                                              tuple(g.shape), "pass gradients with respect to these params."))
     new = {k: update(p, grads[k]) for k, p in params.items()}
     return apply_masks(new, masks)
 

@@ -53,8 +53,8 @@ def spec_hypers(value: Any, treedef: Any, count: int, where: str, arg: str) -> L
     leaves, vdef = pytree.tree_flatten(value, is_leaf=lambda x: not isinstance(x, (tuple, list, Mapping)))
     if vdef != treedef:
         raise ArgumentError(
-            describe(where, arg, "one shared value, or a container shaped like the spec tree",
-                     f"a {type(value).__name__} shaped {vdef}",
+            describe(where, arg, f"one shared value, or a container shaped like the spec tree ({count} specs)",
+                     f"a {type(value).__name__} of {len(leaves)} entries that does not match the tree's structure",
                      f"pass a single {arg}, or one entry per spec in the same tuple/list/dict structure.")
         )
     return leaves

@@ -215,7 +215,8 @@ def _block_items(spec, thresholds):
 
 def soft_threshold(params, spec, thresholds, conditioners=None, scale=False):
     """Loop reference of ``skf.soft_threshold`` in float64 (returns float64 params)."""
-    out = {k: v.detach().double().clone() for k, v in params.items()}
+    # contiguous, so that reshape(-1) below is a view and the writes land (params may be non-contiguous)
+    out = {k: v.detach().double().contiguous().clone() for k, v in params.items()}
     for block, cidx, t in _block_items(spec, thresholds):
         if scale:
             t = t * math.sqrt(block.numel_per_block())

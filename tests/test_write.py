@@ -128,3 +128,109 @@ def test_untouched_entries_are_skipped():
     assert new["fc2.weight"] is params["fc2.weight"]
     skf.write_through_(model, new, atomic=False)
     assert ((model.fc1.weight != 0).reshape(6, 4, 2).sum(-1) <= 2).all()
+
+
+# --------------------------------------------------------------------------
+# property: failures at any point leave every target bitwise unchanged
+# --------------------------------------------------------------------------
+
+from unittest import mock  # noqa: E402
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from .strategies import DTYPES, bitwise_equal, make_tensor  # noqa: E402
+
+
+@st.composite
+def write_cases(draw):
+    """A model-like mapping of tensors (random shapes, dtypes, layouts, tied and aliased entries) and new values."""
+    n = draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**31 - 1))
+    target, new = {}, {}
+    for i in range(n):
+        shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+        dtype = draw(st.sampled_from(DTYPES))
+        t = make_tensor(shape, dtype, seed + i, ties=False, specials=draw(st.booleans()))
+        if len(shape) >= 2 and draw(st.booleans()):
+            t = t.transpose(0, 1)  # a non-contiguous target
+        target[f"t{i}"] = t
+        if draw(st.booleans()):
+            new[f"t{i}"] = make_tensor(tuple(t.shape), dtype, seed + 100 + i, ties=False, specials=False)
+        elif draw(st.booleans()):
+            new[f"t{i}"] = t  # an untouched entry passed through by a pure op (skipped)
+    if n >= 2 and draw(st.booleans()):  # a swap of two same-shaped entries reads sources before writing
+        a, b = "t0", "t1"
+        if target[a].shape == target[b].shape and target[a].dtype == target[b].dtype:
+            new[a], new[b] = target[b], target[a]
+    return target, new
+
+
+def _snap(target):
+    return {k: (v.clone(), v.data_ptr()) for k, v in target.items()}
+
+
+def _unchanged(target, snap):
+    for k, v in target.items():
+        assert v.data_ptr() == snap[k][1], k
+        assert bitwise_equal(v, snap[k][0]), f"{k} was modified"
+
+
+@given(write_cases(), st.data())
+def test_write_through_is_atomic_under_injected_copy_failures(case, d):
+    target, new = case
+    planned = [k for k, v in new.items() if v is not target[k]]
+    snap = _snap(target)
+    if not planned:
+        assert skf.write_through_(target, new) is target
+        _unchanged(target, snap)
+        return
+    # what a successful call must write: each source as it was before anything is written
+    expected = {}
+    for k, v in new.items():
+        alias = next((n for n in target if v is target[n]), None)
+        expected[k] = snap[alias][0] if alias is not None else v.clone()
+    fail_at = d.draw(st.integers(1, len(planned)))  # fail on the n-th copy ...
+    half_write = d.draw(st.booleans())  # ... after writing part of that entry
+    calls = {"n": 0}
+    real_copy = torch.Tensor.copy_
+
+    def flaky_copy(self, src, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == fail_at:
+            if half_write:
+                real_copy(self[(0,) * self.ndim], src.reshape(-1)[0])
+            raise RuntimeError("injected failure")
+        return real_copy(self, src, *a, **k)
+
+    with mock.patch.object(torch.Tensor, "copy_", flaky_copy):
+        with pytest.raises(RuntimeError, match="injected"):
+            skf.write_through_(target, new)
+    assert calls["n"] >= fail_at
+    _unchanged(target, snap)
+    # without the failure the same call writes exactly the new values, in place
+    skf.write_through_(target, new)
+    for k in new:
+        assert target[k].data_ptr() == snap[k][1] and bitwise_equal(target[k], expected[k]), k
+
+
+@given(write_cases(), st.data())
+def test_a_bad_entry_anywhere_writes_nothing(case, d):
+    target, new = case
+    names = list(target)
+    bad_kind = d.draw(st.sampled_from(["unknown", "shape", "dtype", "device", "type"]))
+    victim = d.draw(st.sampled_from(names))
+    t = target[victim]
+    bad = {
+        "unknown": ("nope", torch.zeros(1)),
+        "shape": (victim, torch.zeros(tuple(t.shape) + (2,), dtype=t.dtype)),
+        "dtype": (victim, torch.zeros(t.shape, dtype=torch.float64 if t.dtype != torch.float64 else torch.float32)),
+        "device": (victim, torch.zeros(t.shape, dtype=t.dtype, device="meta")),
+        "type": (victim, t.tolist()),
+    }[bad_kind]
+    items = [(k, v) for k, v in new.items() if k != bad[0]]
+    items.insert(d.draw(st.integers(0, len(items))), bad)  # the bad entry at a random position
+    snap = _snap(target)
+    with pytest.raises(skf.SparseKitError):
+        skf.write_through_(target, dict(items))
+    _unchanged(target, snap)
