@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .inputs import view_sources
-from .layout import by_param, read_view, views_to_param, write_views
+from .layout import by_param, pack_bool, read_view, views_to_param, write_views
 from .tree import groups, levels
 
 __all__ = ["run", "batching", "batching_enabled"]
@@ -175,8 +175,11 @@ def run(
         result["params"] = current
     if "mask" in want:
         # Masks stay uint8 until here: Inductor's CPU code for bool tensors is slow
-        # (and cannot vectorise some bool ops); viewing uint8 0/1 as bool is free.
-        result["masks"] = {k: m.view(torch.bool) for k, m in masks.items()}
+        # (and cannot vectorise some bool ops). Eagerly, viewing uint8 0/1 as bool
+        # is free; under compile, packing 4 flags per int32 word lets Inductor
+        # write the mask with vector stores instead of byte by byte.
+        pack = pack_bool if torch.compiler.is_compiling() else (lambda m: m.view(torch.bool))
+        result["masks"] = {k: pack(m) for k, m in masks.items()}
     if "keep" in want:
         result["keep"] = keeps
     return result
