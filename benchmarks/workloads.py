@@ -390,6 +390,24 @@ def _fx_w6(write_through: bool) -> Callable[[Sizes], Prepared]:
     return make
 
 
+def _fx_w6_inplace(sz: Sizes) -> Prepared:
+    """The fused alternative to pure step + write_through_: ``compile_step(..., inplace=True)``."""
+    params = _w6_params(sz)
+    channels, two_four = w6_tree(sz)
+    _, nnz = w6_step(channels, two_four)
+    step_ = skf.compile_step(skf.hard_threshold, tuple(channels) + tuple(two_four), inplace=True,
+                             backend=BACKEND["name"])
+    ts = list(params.values())
+    origs = [t.clone() for t in ts]
+    step_(params, nnz=nnz)  # compile outside the timed region
+
+    def reset() -> None:
+        torch._foreach_copy_(ts, origs)
+
+    nb = sum(t.numel() * 4 for t in ts)
+    return Prepared(lambda: step_(params, nnz=nnz), ts, nb, reset=reset)
+
+
 def _sk_w6(sz: Sizes) -> Prepared:
     sk = _sk()
     params = _w6_params(sz)
@@ -472,6 +490,8 @@ def cases() -> List[Case]:
         Case("W6 transformer {layers}L", "sparsekit_fx", "compiled step", "inplace", _fx_w6(False), target=2.0,
              note="target: the pure step against one _foreach_mul_ pass over the same weights"),
         Case("W6 transformer {layers}L", "sparsekit_fx", "compiled step + write_through_", "inplace", _fx_w6(True)),
+        Case("W6 transformer {layers}L", "sparsekit_fx", "compile_step(inplace=True)", "inplace", _fx_w6_inplace,
+             note="the optional fused in-place step"),
         Case("W6 transformer {layers}L", "sparsekit 0.1.5", "hard_threshold (eager, in place)", "inplace", _sk_w6,
              requires=("sparsekit",), slow=True),
         Case("W6 transformer {layers}L", "WeightNormSparsifier", "step() (masks, in place)", "inplace",

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -433,19 +433,40 @@ def _fusable(scores: Tensor, k: Tensor) -> bool:
     return 2 <= n <= _LANES and _LANES % n == 0 and total % _LANES == 0 and total >= 4 * _LANES and k.numel() == 1
 
 
+#: (n, device) -> int32 ``arange(16) % n``: the position of each lane in its group of ``n``.
+_LANE_POS: Dict[Tuple[int, torch.device], Tensor] = {}
+
+
+def _lane_pos(n: int, device: torch.device) -> Tensor:
+    """Pure (cached): the position of each of the 16 lanes in its group of ``n``.
+
+    A stored tensor, created outside any trace, rather than ``arange(16) % n``
+    in the graph: Inductor computes the latter with a scalar loop of index
+    arithmetic inside the hot loop, while a captured tensor is one vector load.
+    """
+    key = (n, torch.device(device))
+    if key not in _LANE_POS:
+        _LANE_POS[key] = (torch.arange(_LANES, dtype=torch.int32) % n).to(device)
+    return _LANE_POS[key]
+
+
+for _n in (2, 4, 8, 16):  # the CPU tables exist before any trace
+    _lane_pos(_n, torch.device("cpu"))
+
+
 def _lane_ranks(rows: Tensor, shifted: Any, n: int) -> Tensor:
     """Pure: rank of each entry of ``rows`` (m, 16) within its group of ``n`` lanes.
 
     ``shifted(d)`` gives the (m, 16) scores ``d`` lanes to the right (may be
     any finite garbage where the lane ``+ d`` leaves the group).
     """
-    lane = torch.arange(_LANES, device=rows.device) % n
+    lane = _lane_pos(n, rows.device)
     nan_self = _isnan(rows)
     rank = torch.zeros((), dtype=torch.int32, device=rows.device)
     for d in range(-(n - 1), n):
         if d == 0:
             continue
-        inside = (lane + d >= 0) & (lane + d < n)
+        inside = (lane >= -d) if d < 0 else (lane < n - d)  # the other bound always holds
         other = shifted(d)
         if d < 0:  # an earlier entry beats us when it is >= us
             beats = key_ge(other, rows)
