@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .inputs import view_sources
-from .layout import by_param, read_view, views_to_param, write_views
+from .layout import by_param, pack_bool, read_view, views_to_param, write_views
 from .tree import groups, levels
 
 __all__ = ["run", "batching", "batching_enabled"]
@@ -66,48 +66,22 @@ def _stack_hyper(values: List[Any]) -> Any:
     return torch.stack([v.expand(shape) for v in values]), 0
 
 
-class _Stacks:
-    """Which current parameters are slices of a batched output, so that a later
-    level can reuse that stacked tensor instead of stacking the slices again."""
-
-    def __init__(self) -> None:
-        self.owner: Dict[str, Any] = {}  # name -> (token, index)
-        self.tensors: Dict[int, Tensor] = {}
-
-    def column(self, specs: Sequence[Any], j: int, xs: List[List[Tensor]]) -> Tensor:
-        views = [s.views()[j] for s in specs]
-        if all(v.is_whole for v in views):
-            owners = [self.owner.get(v.param) for v in views]
-            if all(o is not None and o[0] == owners[0][0] and o[1] == i for i, o in enumerate(owners)):
-                t = self.tensors[owners[0][0]]
-                if t.shape[0] == len(specs):
-                    return t
-        return torch.stack([x[j] for x in xs])
-
-    def record(self, specs: Sequence[Any], stacked: Sequence[Tensor]) -> None:
-        for j, t in enumerate(stacked):
-            token = len(self.tensors)
-            self.tensors[token] = t
-            for i, s in enumerate(specs):
-                v = s.views()[j]
-                if v.is_whole:
-                    self.owner[v.param] = (token, i)
-
-
 def _call_group(kernel: Kernel, specs: Sequence[Any], xs: List[List[Tensor]], aux: List[Dict[str, List[Tensor]]],
-                hyper: List[Dict[str, Tensor]], want: frozenset, stacks: _Stacks) -> List[Dict[str, Any]]:
+                hyper: List[Dict[str, Tensor]], want: frozenset) -> List[Dict[str, Any]]:
     if len(specs) == 1 or not _BATCH[0]:
         return [kernel(s, x, a, h, want) for s, x, a, h in zip(specs, xs, aux, hyper)]
     rep = specs[0]  # kernels use only the layout, which the group shares
-    sx = [stacks.column(specs, j, xs) for j in range(len(xs[0]))]
+    # Always stack, even when an earlier level left these very slices in one batched
+    # output: reusing that tensor lets Inductor inline the earlier level's selection
+    # into every read of this level (the 2:4 kernel reads each score 7 times), which
+    # made the 12-layer step 3x slower than paying for the copy.
+    sx = [torch.stack([x[j] for x in xs]) for j in range(len(xs[0]))]
     sa = {k: [torch.stack(col) for col in zip(*[a[k] for a in aux])] for k in aux[0]}
     sh: Dict[str, Tensor] = {}
     dims: Dict[str, Optional[int]] = {}
     for k in hyper[0]:
         sh[k], dims[k] = _stack_hyper([h[k] for h in hyper])
     out = torch.func.vmap(lambda x, a, h: kernel(rep, x, a, h, want), in_dims=(0, 0, dims))(sx, sa, sh)
-    if "x" in out:
-        stacks.record(specs, out["x"])
     return [torch.utils._pytree.tree_map(lambda t: t[i], out) for i in range(len(specs))]
 
 
@@ -150,20 +124,16 @@ def run(
     current = dict(params)
     masks: Dict[str, Tensor] = {}
     keeps: List[Any] = [None] * len(specs)
-    stacks = _Stacks()
     for lvl in lvls:
         for grp in _by_dtype(groups(specs, lvl), specs, current, aux):
             gspecs = [specs[i] for i in grp]
             xs = [[read_view(current[v.param], v) for v in s.views()] for s in gspecs]
             ax = [{k: [read_view(m[v.param], v) for v in s.views()] for k, m in aux.items()} for s in gspecs]
-            outs = _call_group(kernel, gspecs, xs, ax, [hypers[i] for i in grp], inner_want, stacks)
-            batched = len(gspecs) > 1 and _BATCH[0]
+            outs = _call_group(kernel, gspecs, xs, ax, [hypers[i] for i in grp], inner_want)
             for i, s, out in zip(grp, gspecs, outs):
                 if "x" in out:
                     for name, vs, nx in by_param(s.views(), out["x"]):
                         current[name] = write_views(current[name], vs, nx)
-                        if not (batched and len(vs) == 1 and vs[0].is_whole):
-                            stacks.owner.pop(name, None)
                 if "mask" in want:
                     for name, vs, ms in by_param(s.views(), out["mask"]):
                         m = views_to_param(vs, ms, 1)
@@ -175,8 +145,11 @@ def run(
         result["params"] = current
     if "mask" in want:
         # Masks stay uint8 until here: Inductor's CPU code for bool tensors is slow
-        # (and cannot vectorise some bool ops); viewing uint8 0/1 as bool is free.
-        result["masks"] = {k: m.view(torch.bool) for k, m in masks.items()}
+        # (and cannot vectorise some bool ops). Eagerly, viewing uint8 0/1 as bool
+        # is free; under compile, packing 4 flags per int32 word lets Inductor
+        # write the mask with vector stores instead of byte by byte.
+        pack = pack_bool if torch.compiler.is_compiling() else (lambda m: m.view(torch.bool))
+        result["masks"] = {k: pack(m) for k, m in masks.items()}
     if "keep" in want:
         result["keep"] = keeps
     return result

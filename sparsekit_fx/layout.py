@@ -23,6 +23,7 @@ parameter.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
@@ -32,6 +33,7 @@ from torch import Tensor
 from .specs import BlockCoupling, BlockSpec, ScopeSpec, View
 
 __all__ = [
+    "pack_bool",
     "read_view",
     "write_views",
     "interleave",
@@ -390,3 +392,29 @@ def scope_to_params(scope: Any, t: Tensor, fill: Any) -> Dict[str, Tensor]:
     grids = scope_to_view_grids(scope, t)
     per_view = [expand_grid(g, b.shape, b.padding) for g, b in zip(grids, block_specs(scope))]
     return {name: views_to_param(vs, ms, fill) for name, vs, ms in by_param(scope.views(), per_view)}
+
+
+# ---------------------------------------------------------------------------
+# storage of bool results
+# ---------------------------------------------------------------------------
+
+
+def pack_bool(mask: Tensor) -> Tensor:
+    """Pure: ``mask`` as a bool tensor written through 32-bit words.
+
+    Inductor's CPU code stores bool and uint8 elements one at a time, which
+    is several times slower than a float store; 32-bit stores vectorise. So
+    every 4 adjacent entries of the last dim are packed into one int32 (one
+    byte each, in memory order) whose bytes are then viewed as bool. The
+    packing is a sum over a dim of 4 (which Inductor unrolls inside one
+    vectorised loop over words). Returns ``mask`` unchanged (as bool) when
+    the last dim is not a multiple of 4.
+    """
+    mask = mask if mask.dtype == torch.bool else mask != 0
+    if mask.ndim == 0 or mask.shape[-1] % 4:
+        return mask
+    shifts = (0, 8, 16, 24) if sys.byteorder == "little" else (24, 16, 8, 0)
+    weights = torch.tensor([1 << s for s in shifts], dtype=torch.int32, device=mask.device)
+    word = (mask.unflatten(-1, (-1, 4)).to(torch.int32) * weights).sum(-1, dtype=torch.int32)
+    # int32 -> bool directly: Inductor cannot vectorise a load through a uint8 -> bool bitcast.
+    return word.view(torch.bool)

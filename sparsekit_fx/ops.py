@@ -22,8 +22,9 @@ Semantics:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -31,8 +32,17 @@ from torch import Tensor
 from .engine import run
 from .errors import ArgumentError, ParamError, ShapeMismatchError, SpecError, describe
 from .inputs import check_param
-from .layout import block_specs, expand_grid, grid_to_interleaved, interleave, scope_to_view_grids
-from .select import _as_k, _topk_keys, float_keys, sparsity_to_nnz
+from .layout import (
+    block_specs,
+    expand_grid,
+    from_scopes,
+    grid_to_interleaved,
+    interleave,
+    pack_bool,
+    scope_to_view_grids,
+    to_scopes,
+)
+from .select import _as_k, sparsity_to_nnz, threshold_keep, topk_keep, topk_where
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
 from .stats import check_p, scores_of
 from .tree import flatten_specs, spec_hypers
@@ -155,9 +165,8 @@ def keep_blocks(scope: Any, scores: Tensor, nnz: Optional[Tensor], thresholds: O
         thresholds: float tensor broadcastable to the same, or None.
     """
     if nnz is not None:
-        return _topk_keys(float_keys(scores.detach()), nnz)
-    t = thresholds.to(scores.dtype).unsqueeze(-1)  # type: ignore[union-attr]
-    return float_keys(scores.detach()) >= float_keys(t.detach())
+        return topk_keep(scores.detach(), nnz)
+    return threshold_keep(scores.detach(), thresholds.to(scores.dtype).unsqueeze(-1))  # type: ignore[union-attr]
 
 
 def apply_keep(scope: Any, xs: List[Tensor], keep: Tensor) -> List[Tensor]:
@@ -167,13 +176,55 @@ def apply_keep(scope: Any, xs: List[Tensor], keep: Tensor) -> List[Tensor]:
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         if b.ndim == 0:
             out.append(torch.where(g, x, zero))
-            continue
-        if b.pad:  # partial edge blocks: broadcast the grid over the view, padding cropped
+        elif b.pad:  # partial edge blocks: broadcast the grid over the view, padding cropped
             out.append(torch.where(expand_grid(g, b.shape, b.padding), x, zero))
-            continue
-        kept = torch.where(grid_to_interleaved(g, b.ndim), interleave(x, b.shape), zero)
-        out.append(kept.reshape(x.shape))
+        else:
+            out.append(_where_blocks(x, g, tuple(b.shape)))
     return out
+
+
+def _where_blocks(x: Tensor, g: Tensor, shape: Tuple[int, ...]) -> Tensor:
+    """Pure: ``x`` with the blocks whose grid entry in ``g`` is False set to 0.
+
+    Inductor vectorises only the innermost loop. With blocks at least 16
+    wide, or one row high, the block-interleaved layout is best (the keep
+    flag is constant along that loop). Narrower blocks spanning several rows
+    get their flags expanded along the last dim only and packed into words
+    (``numel / rows_per_block`` bytes, one vectorised store), so the loop over
+    ``x`` reads them contiguously.
+    """
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    nd = len(shape)
+    last, width = shape[-1], x.shape[-1]
+    rows = math.prod(shape[:-1])
+    if rows > 1 and last % 16 != 0 and width % 4 == 0:
+        lead = tuple(g.shape[: g.ndim - nd])
+        grid = tuple(g.shape[g.ndim - nd:])
+        wide = g.unsqueeze(-1).expand(g.shape + (last,)).reshape(lead + grid[:-1] + (width,))
+        wide = pack_bool(wide)
+        inter: List[int] = []
+        flags: List[int] = []
+        for gs, bs in zip(grid[:-1], shape[:-1]):
+            inter += [gs, bs]
+            flags += [gs, 1]
+        xi = x.reshape(lead + tuple(inter) + (width,))
+        return torch.where(wide.reshape(lead + tuple(flags) + (width,)), xi, zero).reshape(x.shape)
+    kept = torch.where(grid_to_interleaved(g, nd), interleave(x, shape), zero)
+    return kept.reshape(x.shape)
+
+
+def _single_elements(scope: Any) -> bool:
+    """Pure: whether every block of ``scope`` is one element of one view (2:4-like layouts)."""
+    return (isinstance(scope, ScopeSpec) and isinstance(scope.block, BlockSpec) and not scope.block.pad
+            and scope.block.numel_per_block() == 1)
+
+
+def _topk_elements(scope: ScopeSpec, x: Tensor, scores: Tensor, nnz: Tensor) -> Tensor:
+    """Pure: hard thresholding of single-element blocks, selection and zeroing in one pass."""
+    grid = tuple(scope.block.grid_shape)
+    lead = tuple(x.shape[: x.ndim - len(scope.block.view.shape)])  # batch dims, if any
+    vals = to_scopes(x.reshape(lead + grid), tuple(scope.shape))
+    return from_scopes(topk_where(scores, nnz, vals), tuple(scope.shape)).reshape(x.shape)
 
 
 def _view_masks(scope: Any, keep: Tensor) -> List[Tensor]:
@@ -185,7 +236,10 @@ def _select_kernel(p: float) -> Any:
     def kernel(scope: Any, xs: List[Tensor], aux: Dict[str, List[Tensor]], hyper: Dict[str, Tensor],
                want: frozenset) -> Dict[str, Any]:
         scores = hyper["scores"] if "scores" in hyper else scores_of(scope, aux.get("values", xs), p)
-        keep = keep_blocks(scope, scores, hyper.get("nnz"), hyper.get("thresholds"))
+        nnz = hyper.get("nnz")
+        if want == frozenset({"x"}) and nnz is not None and _single_elements(scope):
+            return {"x": [_topk_elements(scope, xs[0], scores.detach(), nnz)]}
+        keep = keep_blocks(scope, scores, nnz, hyper.get("thresholds"))
         out: Dict[str, Any] = {}
         if "keep" in want:
             out["keep"] = keep
