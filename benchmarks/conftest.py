@@ -5,6 +5,7 @@ Run from the repository root:
     python -m pytest benchmarks                # full sizes, prints the table
     python -m pytest benchmarks --smoke        # tiny shapes, one round, Dynamo-only backend (CI)
     python -m pytest benchmarks -k W1          # a subset
+    python -m pytest benchmarks -k "W4 or W5" --n 2048   # other sizes
 
 pytest-benchmark records the op's own timings (``--benchmark-json=PATH`` dumps
 them, with floors, ratios and memory in each entry's ``extra_info``);
@@ -38,6 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--backend", default=None,
                 help="torch.compile backend for sparsekit_fx rows (default inductor; eager (Dynamo tracing only) with --smoke)")
     g.addoption("--table-json", default=None, help="write the table rows as JSON to this path")
+    g.addoption("--n", type=int, default=None, help="matrix side of W2-W5 and the large W1 (default 4096)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,7 +55,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def sizes(pytestconfig: pytest.Config) -> Sizes:
-    return Sizes.smoke() if pytestconfig.getoption("--smoke") else Sizes()
+    if pytestconfig.getoption("--smoke"):
+        return Sizes.smoke()
+    n = pytestconfig.getoption("--n")
+    return Sizes() if n is None else Sizes(n=n)
 
 
 @pytest.fixture(scope="session")
