@@ -228,8 +228,14 @@ def _topk_elements(scope: ScopeSpec, x: Tensor, scores: Tensor, nnz: Tensor) -> 
 
 
 def _view_masks(scope: Any, keep: Tensor) -> List[Tensor]:
+    """Pure: view-shaped keep masks: bool when every block is one element (the
+    scope-layout ``keep`` is then the mask itself, possibly already stored as
+    packed words), uint8 otherwise (see :func:`sparsekit_fx.engine.run`)."""
+    blocks = block_specs(scope)
+    if all(b.numel_per_block() == 1 and not b.pad for b in blocks):
+        return [g.reshape(b.view.shape) for g, b in zip(scope_to_view_grids(scope, keep), blocks)]
     grids = scope_to_view_grids(scope, keep.to(torch.uint8))
-    return [expand_grid(g, b.shape, b.padding) for g, b in zip(grids, block_specs(scope))]
+    return [expand_grid(g, b.shape, b.padding) for g, b in zip(grids, blocks)]
 
 
 def _select_kernel(p: float) -> Any:
