@@ -137,7 +137,7 @@ def run(
                 if "mask" in want:
                     for name, vs, ms in by_param(s.views(), out["mask"]):
                         m = views_to_param(vs, ms, 1)
-                        masks[name] = m if name not in masks else masks[name] & m  # uint8 AND
+                        masks[name] = m if name not in masks else _u8(masks[name]) & _u8(m)
                 if "keep" in want:
                     keeps[i] = out["keep"]
     result: Dict[str, Any] = {}
@@ -148,11 +148,17 @@ def run(
         # (and cannot vectorise some bool ops). Eagerly, viewing uint8 0/1 as bool
         # is free; under compile, packing 4 flags per int32 word lets Inductor
         # write the mask with vector stores instead of byte by byte.
+        # Bool masks come from single-element blocks, already as compact as they get.
         pack = pack_bool if torch.compiler.is_compiling() else (lambda m: m.view(torch.bool))
-        result["masks"] = {k: pack(m) for k, m in masks.items()}
+        result["masks"] = {k: m if m.dtype == torch.bool else pack(m) for k, m in masks.items()}
     if "keep" in want:
         result["keep"] = keeps
     return result
+
+
+def _u8(m: Tensor) -> Tensor:
+    """Pure: a 0/1 mask as uint8 (free for bool): Inductor's CPU code cannot vectorise ``bool & bool``."""
+    return m.view(torch.uint8) if m.dtype == torch.bool else m
 
 
 def _by_dtype(grps: List[List[int]], specs: Sequence[Any], current: Dict[str, Tensor],

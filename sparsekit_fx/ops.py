@@ -42,7 +42,7 @@ from .layout import (
     scope_to_view_grids,
     to_scopes,
 )
-from .select import _as_k, sparsity_to_nnz, threshold_keep, topk_keep, topk_where
+from .select import _as_k, packs_rows, sparsity_to_nnz, threshold_keep, topk_keep, topk_where
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec
 from .stats import check_p, scores_of
 from .tree import flatten_specs, spec_hypers
@@ -227,9 +227,19 @@ def _topk_elements(scope: ScopeSpec, x: Tensor, scores: Tensor, nnz: Tensor) -> 
     return from_scopes(topk_where(scores, nnz, vals), tuple(scope.shape)).reshape(x.shape)
 
 
-def _view_masks(scope: Any, keep: Tensor) -> List[Tensor]:
+def _view_masks(scope: Any, keep: Tensor, packed: bool) -> List[Tensor]:
+    """Pure: view-shaped keep masks.
+
+    ``packed``: ``keep`` was written as packed words (short rows, see
+    :func:`~sparsekit_fx.select.packs_rows`) and every block is one element, so
+    it already is the mask: it is returned as bool, which the engine passes
+    through. Otherwise uint8 masks (see :func:`sparsekit_fx.engine.run`).
+    """
+    blocks = block_specs(scope)
+    if packed and all(b.numel_per_block() == 1 and not b.pad for b in blocks):
+        return [g.reshape(b.view.shape) for g, b in zip(scope_to_view_grids(scope, keep), blocks)]
     grids = scope_to_view_grids(scope, keep.to(torch.uint8))
-    return [expand_grid(g, b.shape, b.padding) for g, b in zip(grids, block_specs(scope))]
+    return [expand_grid(g, b.shape, b.padding) for g, b in zip(grids, blocks)]
 
 
 def _select_kernel(p: float) -> Any:
@@ -246,7 +256,7 @@ def _select_kernel(p: float) -> Any:
         if "x" in want:
             out["x"] = apply_keep(scope, xs, keep)
         if "mask" in want:
-            out["mask"] = _view_masks(scope, keep)
+            out["mask"] = _view_masks(scope, keep, nnz is not None and packs_rows(scope.numblk_per_scope()))
         return out
 
     return kernel
