@@ -521,12 +521,10 @@ def topk_where(scores: Tensor, k: Tensor, values: Tensor) -> Tensor:
     mid = block(s[L: total - L].view(m - 2, L),
                 lambda d: s[L + d: total - L + d].view(m - 2, L),
                 v[L: total - L].view(m - 2, L))
-    # ... the first and last rows through a small padded copy.
-    ends = []
-    for lo in (0, total - L):
-        seg = torch.nn.functional.pad(s[lo: lo + L], (L, L))
-        ends.append(block(s[lo: lo + L].view(1, L), lambda d, seg=seg: seg[L + d: 2 * L + d].view(1, L),
-                          v[lo: lo + L].view(1, L)))
+    # ... the first and last rows (whose shifted reads would leave the tensor) by
+    # plane ranks of their groups: little code, where the shifted form needs padding.
+    ends = [torch.where(topk_keep(s[lo: lo + L].view(-1, n), k.reshape(())).reshape(1, L), v[lo: lo + L].view(1, L), zero)
+            for lo in (0, total - L)]
     return torch.cat([ends[0], mid, ends[1]], dim=0).reshape(values.shape)
 
 
