@@ -235,11 +235,16 @@ def _pairwise_keep(s: Tensor, k: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------
 
 
-def _bits_per_pass(n: int) -> int:
-    """Bits resolved per counting pass: a pass costs a read of the row plus one
-    compare-and-add per candidate (``2**b - 1`` of them); long rows also pay a
-    parallel region per pass."""
-    return 2
+def _bits_per_pass(n: int, numel: int) -> int:
+    """Bits resolved per counting pass.
+
+    A pass costs a read of the scores plus one compare-and-add per candidate
+    (``2**b - 1`` of them), and each pass is one more loop nest of generated
+    code. Scores that fit in cache (counted in one broadcast reduction, where
+    candidates are a loop dim, not unrolled code) take 4 bits: half the passes,
+    less code to compile. Long rows streamed from memory take 2.
+    """
+    return 4 if numel <= _SMALL_DATA else 2
 
 
 def _candidate_floats(cands: Tensor, bits: int, fdt: torch.dtype) -> Tuple[Tensor, Tensor]:
@@ -275,7 +280,7 @@ def _bisect(s: Tensor, k: Tensor, nnan: Tensor, lo: Tensor, hi_count: Tensor, wi
         keys above it (int32), shaped ``s.shape[:-1]``.
     """
     _, _, bits = _key_dtypes(s.dtype)
-    per_pass = _bits_per_pass(s.shape[-1])
+    per_pass = _bits_per_pass(s.shape[-1], s.numel())
     while width_bits > 0:
         b = min(per_pass, width_bits)
         step_bits = width_bits - b
@@ -288,9 +293,18 @@ def _bisect(s: Tensor, k: Tensor, nnan: Tensor, lo: Tensor, hi_count: Tensor, wi
         cf, nan_ok = _candidate_floats(cands, bits, s.dtype)
         extra = nan_ok.to(torch.int32) * nnan.unsqueeze(-1)
         if s.numel() <= _SMALL_DATA:  # one broadcast reduction: fewer graph nodes, data stays in cache
-            counts = list(((s.unsqueeze(-2) >= cf.unsqueeze(-1)).sum(-1, dtype=torch.int32) + extra).unbind(-1))
-        else:
-            counts = [(s >= cf[..., j : j + 1]).sum(-1, dtype=torch.int32) + extra[..., j] for j in range(cands.shape[-1])]
+            table = (s.unsqueeze(-2) >= cf.unsqueeze(-1)).sum(-1, dtype=torch.int32) + extra
+            # counts fall as candidates rise: the m candidates with count >= k are a prefix.
+            # Pick from the table by index instead of unrolling one select per candidate
+            # (the unrolled selects were a third of the generated code of a 12-layer tree).
+            m = (table >= k.unsqueeze(-1)).sum(-1, keepdim=True)
+            last = cands.gather(-1, (m - 1).clamp(min=0)).squeeze(-1)
+            lo = torch.where(m.squeeze(-1) > 0, last, lo)
+            above = table.gather(-1, m.clamp(max=table.shape[-1] - 1)).squeeze(-1)
+            hi_count = torch.where(m.squeeze(-1) < table.shape[-1], above, hi_count)
+            width_bits = step_bits
+            continue
+        counts = [(s >= cf[..., j : j + 1]).sum(-1, dtype=torch.int32) + extra[..., j] for j in range(cands.shape[-1])]
         # counts fall as candidates rise: those with count >= k are a prefix; keep its last.
         new_lo = lo
         for j, n_ge in enumerate(counts):
@@ -507,12 +521,10 @@ def topk_where(scores: Tensor, k: Tensor, values: Tensor) -> Tensor:
     mid = block(s[L: total - L].view(m - 2, L),
                 lambda d: s[L + d: total - L + d].view(m - 2, L),
                 v[L: total - L].view(m - 2, L))
-    # ... the first and last rows through a small padded copy.
-    ends = []
-    for lo in (0, total - L):
-        seg = torch.nn.functional.pad(s[lo: lo + L], (L, L))
-        ends.append(block(s[lo: lo + L].view(1, L), lambda d, seg=seg: seg[L + d: 2 * L + d].view(1, L),
-                          v[lo: lo + L].view(1, L)))
+    # ... the first and last rows (whose shifted reads would leave the tensor) by
+    # plane ranks of their groups: little code, where the shifted form needs padding.
+    ends = [torch.where(topk_keep(s[lo: lo + L].view(-1, n), k.reshape(())).reshape(1, L), v[lo: lo + L].view(1, L), zero)
+            for lo in (0, total - L)]
     return torch.cat([ends[0], mid, ends[1]], dim=0).reshape(values.shape)
 
 
