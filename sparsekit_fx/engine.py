@@ -127,6 +127,10 @@ def run(
     for lvl in lvls:
         for grp in _by_dtype(groups(specs, lvl), specs, current, aux):
             gspecs = [specs[i] for i in grp]
+            if len(gspecs) == 1 or not _BATCH[0]:  # a batched group's stack already materialises
+                for name in {v.param for s in gspecs for v in s.views()}:
+                    if current[name] is not params[name]:
+                        current[name] = _materialise(current[name])
             xs = [[read_view(current[v.param], v) for v in s.views()] for s in gspecs]
             ax = [{k: [read_view(m[v.param], v) for v in s.views()] for k, m in aux.items()} for s in gspecs]
             outs = _call_group(kernel, gspecs, xs, ax, [hypers[i] for i in grp], inner_want)
@@ -154,6 +158,33 @@ def run(
     if "keep" in want:
         result["keep"] = keeps
     return result
+
+
+def _clone(t: Tensor) -> Tensor:
+    """A copy of ``t`` that compilers cannot see through once registered as an opaque op."""
+    return t.clone()
+
+
+_OPAQUE: Any = None
+if hasattr(torch.library, "custom_op") and hasattr(torch.library.CustomOpDef, "register_vmap"):  # torch >= 2.5
+    _OPAQUE = torch.library.custom_op("sparsekit_fx::materialise", mutates_args=())(_clone)
+    _OPAQUE.register_fake(lambda t: torch.empty_like(t))
+    _OPAQUE.register_vmap(lambda info, in_dims, t: (_OPAQUE(t), in_dims[0]))
+
+
+def _materialise(t: Tensor) -> Tensor:
+    """Pure: ``t``, stored to memory under ``torch.compile`` before a later level reads it.
+
+    Without this, Inductor inlines an earlier level's selection into every read
+    a later level makes of its output; the fused 2:4 kernel reads each score
+    seven times, each read then redoing the earlier level's index arithmetic as
+    scalar code (a one-layer channel + 2:4 tree took 5x the time of its halves).
+    An opaque op forces a buffer. Batched groups need none: their stack is one.
+    Skipped outside compile and for tensors that need gradients.
+    """
+    if _OPAQUE is None or not torch.compiler.is_compiling() or t.requires_grad:
+        return t
+    return _OPAQUE(t)
 
 
 def _u8(m: Tensor) -> Tensor:

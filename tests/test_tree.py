@@ -91,3 +91,43 @@ def test_compiled_tree_equals_eager_with_and_without_batching(batched):
     with batching(batched):
         out = torch.compile(lambda p: skf.hard_threshold(p, tree, nnz=nnz), fullgraph=True)(params)
     assert all(torch.equal(out[k], ref[k]) for k in params)
+
+
+def _captured_targets(fn, *args):
+    """Run ``fn`` under torch.compile with a backend that records the FX graph's call targets."""
+    seen = []
+
+    def backend(gm, example_inputs):
+        seen.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    torch._dynamo.reset()
+    out = torch.compile(fn, backend=backend, fullgraph=True)(*args)
+    return out, seen
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_later_level_alone_in_its_group_reads_a_materialised_input(batched):
+    # Channels of fc1/fc2 (level 0), then 2:4 on each (level 1, alone in its layout group
+    # unless batched: the two shapes differ). The opaque copy keeps Inductor from inlining
+    # level 0's selection into every read of level 1; batched groups get it from their stack.
+    torch.manual_seed(0)
+    params = {"fc1": torch.randn(8, 4), "fc2": torch.randn(4, 8)}
+    chan = ScopeSpec(BlockCoupling((BlockSpec(View("fc1", (8, 4)), (1, -1)),
+                                    BlockSpec(View("fc2", (4, 8)), (-1, 1))), ((0, 1), (1, 0))), ())
+    tree = (chan,) + tuple(ScopeSpec(BlockSpec(View(n, tuple(p.shape)), (1, 1)), (1, 4)) for n, p in params.items())
+    nnz = (torch.tensor(4), torch.tensor(2), torch.tensor(2))
+    with batching(batched):
+        out, targets = _captured_targets(lambda p, k: skf.hard_threshold(p, tree, nnz=k), params, nnz)
+        eager = skf.hard_threshold(params, tree, nnz=nnz)
+    materialised = sum("materialise" in t for t in targets)
+    assert materialised == 2  # fc1 and fc2: their 2:4 specs differ in shape, so each is alone
+    for name in params:
+        torch.testing.assert_close(out[name], eager[name], rtol=0, atol=0)
+
+
+def test_nothing_is_materialised_eagerly_or_for_the_first_level():
+    params = {"w": torch.randn(4, 8)}
+    spec = ScopeSpec(BlockSpec(View("w", (4, 8)), (1, 1)), (1, 4))
+    _, targets = _captured_targets(lambda p: skf.hard_threshold(p, spec, nnz=2), params)
+    assert not any("materialise" in t for t in targets)
