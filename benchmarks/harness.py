@@ -168,21 +168,31 @@ def run_interleaved(
 def peak_extra_bytes(fn: Callable[[], Any]) -> int:
     """Mutates nothing: peak bytes allocated by one call of ``fn`` (result included).
 
-    Uses the profiler's allocation records: ``total_allocated`` counts only
-    allocations made while profiling, so its maximum is the peak *extra*
-    memory of the call over what existed before it.
+    Uses the profiler's allocation records in time order. ``total_allocated``
+    is the allocator's running total, which need not start at 0 (garbage of
+    earlier cases freed meanwhile, allocator state), so the baseline is taken
+    from the first record (its total minus its own size) and the peak is
+    measured from there. Garbage is collected first so that no cycle of an
+    earlier case is freed, or counted, inside the call.
     """
+    import gc
+
     from torch.profiler import ProfilerActivity, profile
 
+    gc.collect()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         out = fn()
         del out
-    peak = 0
+    records = []
     stack = list(prof.profiler.kineto_results.experimental_event_tree())
     while stack:
         node = stack.pop()
         stack.extend(node.children)
         ef = node.extra_fields
         if type(ef).__name__.endswith("Allocation"):
-            peak = max(peak, int(ef.total_allocated))
-    return peak
+            records.append((node.start_time_ns, int(ef.total_allocated), int(ef.alloc_size)))
+    if not records:
+        return 0
+    records.sort()
+    base = records[0][1] - records[0][2]
+    return max(0, max(total for _, total, _ in records) - base)
