@@ -235,18 +235,6 @@ def _pairwise_keep(s: Tensor, k: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------
 
 
-def _bits_per_pass(n: int, numel: int) -> int:
-    """Bits resolved per counting pass.
-
-    A pass costs a read of the scores plus one compare-and-add per candidate
-    (``2**b - 1`` of them), and each pass is one more loop nest of generated
-    code. Scores that fit in cache (counted in one broadcast reduction, where
-    candidates are a loop dim, not unrolled code) take 4 bits: half the passes,
-    less code to compile. Long rows streamed from memory take 2.
-    """
-    return 4 if numel <= _SMALL_DATA else 2
-
-
 def _candidate_floats(cands: Tensor, bits: int, fdt: torch.dtype) -> Tuple[Tensor, Tensor]:
     """Pure: floats ``cf`` and flags ``nan_ok`` with ``key(x) >= c  <=>  x >= cf or (isnan(x) and nan_ok)``."""
     idt = torch.int64 if bits == 64 else torch.int32
@@ -280,7 +268,11 @@ def _bisect(s: Tensor, k: Tensor, nnan: Tensor, lo: Tensor, hi_count: Tensor, wi
         keys above it (int32), shaped ``s.shape[:-1]``.
     """
     _, _, bits = _key_dtypes(s.dtype)
-    per_pass = _bits_per_pass(s.shape[-1], s.numel())
+    # Scores that fit in cache are counted in one broadcast reduction per pass, where the
+    # candidates are a loop dim rather than unrolled code: 4 bits per pass halves the passes
+    # and the code to compile. Long rows streamed from memory take 2 (4 measured no faster).
+    small = s.numel() <= _SMALL_DATA
+    per_pass = 4 if small else 2
     while width_bits > 0:
         b = min(per_pass, width_bits)
         step_bits = width_bits - b
@@ -292,7 +284,7 @@ def _bisect(s: Tensor, k: Tensor, nnan: Tensor, lo: Tensor, hi_count: Tensor, wi
             cands = lo.unsqueeze(-1) + offs
         cf, nan_ok = _candidate_floats(cands, bits, s.dtype)
         extra = nan_ok.to(torch.int32) * nnan.unsqueeze(-1)
-        if s.numel() <= _SMALL_DATA:  # one broadcast reduction: fewer graph nodes, data stays in cache
+        if small:  # one broadcast reduction: fewer graph nodes, data stays in cache
             table = (s.unsqueeze(-2) >= cf.unsqueeze(-1)).sum(-1, dtype=torch.int32) + extra
             # counts fall as candidates rise: the m candidates with count >= k are a prefix.
             # Pick from the table by index instead of unrolling one select per candidate
@@ -434,11 +426,6 @@ def threshold_keep(scores: Tensor, thresholds: Tensor) -> Tensor:
     """Pure: ``scores >= thresholds`` in the key order (``thresholds`` broadcasts)."""
     s = _scores(scores)
     return key_ge(s, thresholds.detach().to(s.dtype))
-
-
-def _topk_keys(keys: Tensor, k: Tensor) -> Tensor:
-    """Pure: :func:`topk_keep` on integer keys (kept for callers holding keys)."""
-    return topk_keep(keys_to_float(keys), k)
 
 
 def _fusable(scores: Tensor, k: Tensor) -> bool:
