@@ -49,7 +49,7 @@ computed in float32, float64 in float64.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -234,6 +234,17 @@ def _halley(mu: Tensor, n2: Tensor, s1: Tensor, s2: Tensor, t: Tensor, t_safe: T
     return mu / (1.0 + torch.clamp(f, min=_MAX_BACKWARD))
 
 
+def _metric_inputs(block: object, xs: Sequence[Tensor], hs: Sequence[Tensor], t: Tensor) -> Tuple[Any, ...]:
+    """Pure: ``(specs, acc, vs, hs, t, a)``: values and metric interleaved in the accumulation
+    dtype (metric padding 1), thresholds clamped at 0, and ``a = h * v``."""
+    specs, _ = _specs(block)
+    acc = _acc(*xs, *hs, t)
+    vs = [_inter(x.to(acc), s) for x, s in zip(xs, specs)]
+    hs_ = [_inter(h.to(acc), s, 1.0) for h, s in zip(hs, specs)]
+    a = [h * v for h, v in zip(hs_, vs)]
+    return specs, acc, vs, hs_, t.to(acc).clamp_min(0), a
+
+
 def solve_mu(
     block: object, xs: Sequence[Tensor], hs: Sequence[Tensor], t: Tensor, passes: Optional[int] = None
 ) -> Tuple[Tensor, Tensor]:
@@ -254,12 +265,7 @@ def solve_mu(
         False there). ``mu`` carries the implicit-function gradient (its value
         is the solution).
     """
-    specs, _ = _specs(block)
-    acc = _acc(*xs, *hs, t)
-    vs = [_inter(x.to(acc), s) for x, s in zip(xs, specs)]
-    hs_ = [_inter(h.to(acc), s, 1.0) for h, s in zip(hs, specs)]
-    t = t.to(acc).clamp_min(0)
-    a = [h * v for h, v in zip(hs_, vs)]
+    _, acc, _, hs_, t, a = _metric_inputs(block, xs, hs, t)
     mu, keep, _ = _solve(block, a, hs_, t, passes or default_passes(acc))
     return mu, keep
 
@@ -320,12 +326,7 @@ def preconditioned_prox(
         form ``v - t sign(v) / h``. Blocks whose ``h v`` holds NaN or Inf
         (NaN/Inf in the values or the conditioner) are returned unchanged.
     """
-    specs, _ = _specs(block)
-    acc = _acc(*xs, *hs, t)
-    vs = [_inter(x.to(acc), s) for x, s in zip(xs, specs)]
-    hs_ = [_inter(h.to(acc), s, 1.0) for h, s in zip(hs, specs)]
-    t = t.to(acc).clamp_min(0)
-    a = [h * v for h, v in zip(hs_, vs)]
+    specs, acc, vs, hs_, t, a = _metric_inputs(block, xs, hs, t)
     if sum(s.numel_per_block() for s in specs) == 1:
         (v,), (h,), (ai,) = vs, hs_, a
         (tp,) = to_parts(block, t)
