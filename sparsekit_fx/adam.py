@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ArgumentError, CouplingError, ParamError, ShapeMismatchError, SpecError, describe
-from .inputs import check_param
+from .inputs import check_mapping, check_param
 from .prox_ops import soft_threshold
 from .specs import BlockCoupling, BlockSpec, ScopeCoupling, ScopeSpec, View, _views_overlap
 
@@ -66,9 +66,7 @@ def prox_adam_init(params: Any) -> ProxAdamState:
     Returns:
         A :class:`ProxAdamState` with zero moments shaped like the params.
     """
-    if not isinstance(params, Mapping):
-        raise ParamError(describe("prox_adam_init", "params", "a mapping of parameter name -> Tensor",
-                                  type(params).__name__, "pass dict(model.named_parameters())."))
+    check_mapping(params, "prox_adam_init", "params", "pass dict(model.named_parameters()).")
     for name, p in params.items():
         if not isinstance(p, Tensor) or not p.is_floating_point():
             got = p.dtype if isinstance(p, Tensor) else type(p).__name__
@@ -160,15 +158,11 @@ def _lams(lam: Any, n: int) -> List[Any]:
 
 
 def _check_state(params: Any, grads: Any, state: Any) -> None:
-    if not isinstance(params, Mapping):
-        raise ParamError(describe(_WHERE, "params", "a mapping of parameter name -> Tensor", type(params).__name__,
-                                  "pass dict(model.named_parameters())."))
+    check_mapping(params, _WHERE, "params", "pass dict(model.named_parameters()).")
     if not isinstance(state, ProxAdamState):
         raise ArgumentError(describe(_WHERE, "state", "a ProxAdamState", type(state).__name__,
                                      "create it with prox_adam_init(params) and pass back the returned state."))
-    if not isinstance(grads, Mapping):
-        raise ParamError(describe(_WHERE, "grads", "a mapping of parameter name -> Tensor", type(grads).__name__,
-                                  "pass the gradients keyed like params, e.g. torch.func.grad(loss)(params)."))
+    check_mapping(grads, _WHERE, "grads", "pass the gradients keyed like params, e.g. torch.func.grad(loss)(params).")
     for name in state.exp_avg:
         for arg, m in (("params", params), ("grads", grads)):
             if name not in m:

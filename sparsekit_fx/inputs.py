@@ -26,6 +26,20 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def check_mapping(mapping: Any, where: str, arg: str, fix: Optional[str] = None) -> Mapping:
+    """Pure: ``mapping`` itself, after checking it is a mapping (of names to tensors).
+
+    Raises:
+        ParamError: It is not; ``fix`` replaces the default advice.
+    """
+    if not isinstance(mapping, Mapping):
+        raise ParamError(
+            describe(where, arg, "a mapping of parameter name -> Tensor", type(mapping).__name__,
+                     fix or f"pass {arg} as a dict, e.g. dict(model.named_parameters()).")
+        )
+    return mapping
+
+
 def check_param(mapping: Any, name: str, shape: Optional[Tuple[int, ...]], where: str, arg: str,
                 named_by: str = "the spec") -> Tensor:
     """Pure: fetch ``mapping[name]`` and check it is a floating tensor of ``shape``.
@@ -38,11 +52,7 @@ def check_param(mapping: Any, name: str, shape: Optional[Tuple[int, ...]], where
             non-tensor or a non-floating tensor.
         ShapeMismatchError: The tensor's shape is not ``shape``.
     """
-    if not isinstance(mapping, Mapping):
-        raise ParamError(
-            describe(where, arg, "a mapping of parameter name -> Tensor", type(mapping).__name__,
-                     f"pass {arg} as a dict, e.g. dict(model.named_parameters()).")
-        )
+    check_mapping(mapping, where, arg)
     if name not in mapping:
         known = sorted(mapping)[:8]
         raise ParamError(

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from .engine import run
 from .errors import ArgumentError, ParamError, ShapeMismatchError, SpecError, describe
-from .inputs import check_param
+from .inputs import check_mapping, check_param
 from .layout import (
     block_specs,
     expand_grid,
@@ -371,9 +371,7 @@ def apply_masks(params: Any, masks: Any) -> Dict[str, Tensor]:
     if not isinstance(masks, Mapping):
         raise ParamError(describe(where, "masks", "a mapping of parameter name -> mask", type(masks).__name__,
                                   "pass the dict returned by masks(...)."))
-    if not isinstance(params, Mapping):
-        raise ParamError(describe(where, "params", "a mapping of parameter name -> Tensor", type(params).__name__,
-                                  "pass dict(model.named_parameters())."))
+    check_mapping(params, where, "params", "pass dict(model.named_parameters()).")
     out = dict(params)
     for name, m in masks.items():
         x = check_param(params, name, None, where, "params", named_by="masks")

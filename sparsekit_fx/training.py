@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ParamError, ShapeMismatchError, describe
+from .inputs import check_mapping
 from .ops import apply_masks
 from .write import write_through_
 
@@ -60,9 +61,7 @@ def masked_update(params: Any, grads: Any, masks: Any, update: Callable[[Tensor,
     """
     where = "masked_update"
     for arg, m in (("params", params), ("grads", grads)):
-        if not isinstance(m, Mapping):
-            raise ParamError(describe(where, arg, "a mapping of parameter name -> Tensor", type(m).__name__,
-                                      "pass dicts keyed like dict(model.named_parameters())."))
+        check_mapping(m, where, arg, "pass dicts keyed like dict(model.named_parameters()).")
     for k, p in params.items():
         if k not in grads:
             raise ParamError(describe(where, "grads", f"an entry {k!r} (a name of params)", f"keys {sorted(grads)[:8]}",
